@@ -1,0 +1,382 @@
+// offload._core: the pybind11 face of the C++ core. Thin: it converts types and owns the GIL
+// rules (python_runtime.h); the ergonomic API lives in the Python package.
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "jobs.h"
+#include "offload/future.h"
+#include "offload/notifier.h"
+#include "offload/thread_pool.h"
+#include "python_runtime.h"
+
+namespace pyb = pybind11;
+
+namespace offload::py {
+namespace {
+
+// Imported once at module load; never released (they live as long as the process).
+struct Imports {
+  PyObject* timeout_error;    // concurrent.futures.TimeoutError
+  PyObject* cancelled_error;  // concurrent.futures.CancelledError
+  unsigned long main_thread;  // threading.main_thread().ident
+};
+Imports imports;
+
+// Logs `error` on logging.getLogger("offload"). GIL held.
+void log_error(const char* message, PyObject* error) {
+  try {
+    pyb::module_::import("logging")
+        .attr("getLogger")("offload")
+        .attr("error")("%s", message, pyb::arg("exc_info") = pyb::handle(error));
+  } catch (pyb::error_already_set& e) {
+    e.discard_as_unraisable(message);
+  }
+}
+
+Ref own(const pyb::handle& h) { return Ref::borrow(h.ptr()); }
+Ref own_or_null(const pyb::handle& h) { return h.is_none() ? Ref() : Ref::borrow(h.ptr()); }
+
+void require_callable(const pyb::handle& fn) {
+  if (!PyCallable_Check(fn.ptr())) {
+    throw pyb::type_error("offload: expected a callable, got " +
+                          std::string(Py_TYPE(fn.ptr())->tp_name) + " object");
+  }
+}
+
+Call make_call(const pyb::object& fn, const pyb::tuple& args, const pyb::object& kwargs,
+               const pyb::object& context) {
+  require_callable(fn);
+  return Call{own(fn), own(args), own_or_null(kwargs), own_or_null(context)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Future: the core Future<Outcome> behind offload.Future.
+
+class PyFuture {
+ public:
+  explicit PyFuture(Future<Outcome> future) : future_(std::move(future)) {}
+
+  // Waits with the GIL released. On the main thread it wakes every 100 ms to run signal
+  // handlers, so Ctrl-C interrupts result() as it does concurrent.futures.
+  bool wait(std::optional<double> timeout) const {
+    if (future_.is_ready()) return true;
+    const absl::Time deadline =
+        timeout ? absl::Now() + absl::Seconds(std::max(0.0, *timeout)) : absl::InfiniteFuture();
+    const bool main_thread = PyThread_get_thread_ident() == imports.main_thread;
+    for (;;) {
+      const absl::Time until =
+          main_thread ? std::min(deadline, absl::Now() + absl::Milliseconds(100)) : deadline;
+      bool ready;
+      {
+        pyb::gil_scoped_release nogil;
+        ready = future_.wait_until(until);
+      }
+      if (ready) return true;
+      if (PyErr_CheckSignals() < 0) throw pyb::error_already_set();
+      if (absl::Now() >= deadline) return false;
+    }
+  }
+
+  // The outcome of a settled future; null when it was cancelled.
+  const Outcome* outcome() const {
+    return future_.has_value() ? &future_.get() : nullptr;
+  }
+
+  pyb::object result(std::optional<double> timeout) const {
+    const Outcome* o = settled_outcome(timeout);
+    if (o->error) {
+      restore_error(o->error.get());
+      throw pyb::error_already_set();
+    }
+    return pyb::reinterpret_borrow<pyb::object>(o->value.get());
+  }
+
+  pyb::object exception(std::optional<double> timeout) const {
+    const Outcome* o = settled_outcome(timeout);
+    return pyb::reinterpret_borrow<pyb::object>(o->error ? o->error.get() : Py_None);
+  }
+
+  bool done() const { return future_.is_ready(); }
+  bool cancelled() const { return future_.is_cancelled(); }
+  bool running() const { return future_.status() == FutureStatus::kRunning; }
+
+  // concurrent.futures semantics: true when the future is (now) cancelled; a running call is
+  // asked to stop (offload.cancelled() turns true in it) but the call returns False.
+  bool cancel() const {
+    future_.cancel();
+    return future_.is_cancelled();
+  }
+
+  // Calls fn(arg) once the future settles: now if it has, else on the thread that settles it.
+  void add_done_callback(const pyb::object& fn, const pyb::object& arg) const {
+    require_callable(fn);
+    future_.on_settled(inline_executor(), [fn = own(fn), arg = own(arg)] {
+      GilScope gil;
+      if (!gil.acquired()) return;
+      Ref r = Ref::steal(PyObject_CallOneArg(fn.get(), arg.get()));
+      if (!r) {
+        Ref error = fetch_error();
+        log_error("offload: exception calling a done callback", error.get());
+      }
+    });
+  }
+
+  // Completes `loop_future` on its loop (through `notifier`) once this future settles.
+  void deliver_to(const std::shared_ptr<Notifier>& notifier, const pyb::object& loop_future) const {
+    future_.on_settled(*notifier, [future = future_, loop_future = own(loop_future),
+                                   keep_alive = notifier] {
+      PyFuture settled(future);
+      complete_loop_future(loop_future.get(), settled.outcome());
+    });
+  }
+
+  std::string state() const {
+    switch (future_.status()) {
+      case FutureStatus::kPending:
+        return "pending";
+      case FutureStatus::kRunning:
+        return "running";
+      case FutureStatus::kCancelled:
+        return "cancelled";
+      default:
+        return "finished";
+    }
+  }
+
+ private:
+  // Waits (raising TimeoutError) and returns the outcome; raises CancelledError.
+  const Outcome* settled_outcome(std::optional<double> timeout) const {
+    if (!wait(timeout)) {
+      PyErr_SetNone(imports.timeout_error);
+      throw pyb::error_already_set();
+    }
+    const Outcome* o = outcome();
+    if (o == nullptr) {
+      PyErr_SetNone(imports.cancelled_error);
+      throw pyb::error_already_set();
+    }
+    return o;
+  }
+
+  Future<Outcome> future_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Pool: a ThreadPool whose workers run Python jobs.
+
+class PyPool {
+ public:
+  PyPool(std::size_t workers, std::string name, pyb::object initializer, pyb::tuple initargs)
+      : workers_(workers == 0 ? ThreadPool::default_worker_count() : workers),
+        name_(std::move(name)),
+        init_(std::make_shared<Initializer>()) {
+    init_->fn = own_or_null(initializer);
+    init_->args = own(initargs);
+    start();
+  }
+
+  ~PyPool() {
+    pyb::gil_scoped_release nogil;  // workers may need the GIL to finish their queue
+    pool_.reset();
+  }
+
+  void run_on_loop(const std::shared_ptr<Notifier>& notifier, const pyb::object& loop_future,
+                   const pyb::object& fn, const pyb::tuple& args, const pyb::object& kwargs,
+                   const pyb::object& context) {
+    check(submit_loop_call(pool(), notifier, own(loop_future), make_call(fn, args, kwargs, context)));
+  }
+
+  void map_on_loop(const std::shared_ptr<Notifier>& notifier, const pyb::object& loop_future,
+                   const pyb::object& fn, const pyb::list& items, const pyb::object& context) {
+    require_callable(fn);
+    check(submit_map(pool(), notifier, own(loop_future), own(fn), own(items), own_or_null(context)));
+  }
+
+  PyFuture submit(const pyb::object& fn, const pyb::tuple& args, const pyb::object& kwargs,
+                  const pyb::object& context) {
+    Future<Outcome> future;
+    check(submit_future_call(pool(), make_call(fn, args, kwargs, context), &future));
+    return PyFuture(std::move(future));
+  }
+
+  void submit_concurrent(const pyb::object& cf_future, const pyb::object& fn,
+                         const pyb::tuple& args, const pyb::object& kwargs,
+                         const pyb::object& context) {
+    check(submit_concurrent_call(pool(), own(cf_future), make_call(fn, args, kwargs, context),
+                                 init_->broken));
+  }
+
+  // Stops intake; `cancel_pending` drops queued calls (their futures are cancelled); `wait`
+  // joins the workers with the GIL released.
+  void shutdown(bool wait, bool cancel_pending) {
+    shut_down_ = true;
+    if (!pool_) return;
+    // With the GIL held: dropped jobs settle their futures and run done callbacks here.
+    pool_->shutdown(cancel_pending ? ThreadPool::Pending::kCancel : ThreadPool::Pending::kRun);
+    if (wait) {
+      pyb::gil_scoped_release nogil;
+      pool_->join();
+    }
+  }
+
+  pyb::dict stats() const {
+    ThreadPool::Stats s;
+    if (pool_) s = pool_->stats();
+    pyb::dict d;
+    d["workers"] = workers_;
+    d["submitted"] = s.submitted;
+    d["completed"] = s.completed;
+    d["failed"] = s.failed;
+    d["cancelled"] = s.cancelled;
+    d["queued"] = s.queued;
+    d["busy"] = s.busy;
+    return d;
+  }
+
+  // In a forked child the workers are gone and the core's locks may be held by threads that no
+  // longer exist: abandon the old pool without touching it and start afresh on next use.
+  void after_fork_in_child() {
+    if (pool_) new std::unique_ptr<ThreadPool>(std::move(pool_));  // leaked on purpose
+  }
+
+  std::size_t workers() const { return workers_; }
+  const std::string& name() const { return name_; }
+  bool is_shutdown() const { return shut_down_; }
+  bool broken() const { return init_->broken->load(std::memory_order_acquire); }
+  bool is_worker_thread() const { return pool_ && pool_->is_worker_thread(); }
+
+ private:
+  struct Initializer {
+    Ref fn;  // null: none
+    Ref args;
+    std::shared_ptr<std::atomic<bool>> broken = std::make_shared<std::atomic<bool>>(false);
+  };
+
+  ThreadPool& pool() {
+    if (shut_down_) throw std::runtime_error("offload: cannot submit to a pool that was shut down");
+    if (!pool_) start();
+    return *pool_;
+  }
+
+  void start() {
+    ThreadPool::Options options;
+    options.workers = workers_;
+    options.name = name_;
+    options.hooks.on_start = [init = init_](std::size_t) {
+      if (!init->fn || !WorkerGil::ensure()) return;
+      Ref r = Ref::steal(PyObject_Call(init->fn.get(), init->args.get(), nullptr));
+      if (!r) {
+        Ref error = fetch_error();
+        log_error("offload: a worker initializer failed; the pool is broken", error.get());
+        init->broken->store(true, std::memory_order_release);
+      }
+      WorkerGil::release();
+    };
+    options.hooks.after_batch = [] { WorkerGil::release(); };
+    options.hooks.on_stop = [] { WorkerGil::stop(); };
+    pool_ = std::make_unique<ThreadPool>(std::move(options));
+  }
+
+  static void check(const absl::Status& status) {
+    if (!status.ok()) throw std::runtime_error(std::string(status.message()));
+  }
+
+  const std::size_t workers_;
+  const std::string name_;
+  std::shared_ptr<Initializer> init_;
+  std::unique_ptr<ThreadPool> pool_;  // null after a fork until next use
+  bool shut_down_ = false;            // guarded by the GIL
+};
+
+}  // namespace
+}  // namespace offload::py
+
+PYBIND11_MODULE(_core, m) {
+  using namespace offload;
+  using namespace offload::py;
+  init_names();
+  {
+    pyb::module_ cf = pyb::module_::import("concurrent.futures");
+    imports.timeout_error = pyb::object(cf.attr("TimeoutError")).release().ptr();
+    imports.cancelled_error = pyb::object(cf.attr("CancelledError")).release().ptr();
+    imports.main_thread =
+        pyb::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+  }
+
+  m.doc() = "offload's native core: thread pool, futures and loop notifiers (internal API).";
+
+  pyb::class_<Notifier, std::shared_ptr<Notifier>>(m, "Notifier")
+      .def(pyb::init([]() { return std::make_shared<Notifier>(); }))
+      .def(pyb::init([](pyb::object wake) {
+             require_callable(wake);
+             auto fn = std::make_shared<Ref>(own(wake));
+             return std::make_shared<Notifier>([fn] {
+               GilScope gil;
+               if (!gil.acquired()) return;
+               Ref r = Ref::steal(PyObject_CallNoArgs(fn->get()));
+               if (!r) PyErr_Clear();  // the loop is closed: nothing left to wake
+             });
+           }),
+           pyb::arg("wake"))
+      .def_property_readonly("fd", &Notifier::fd)
+      .def("drain",
+           [](Notifier& n) {
+             collect_garbage();
+             return n.drain();
+           })
+      .def("close", &Notifier::close)
+      .def_property_readonly("closed", &Notifier::closed)
+      .def("stats", [](const Notifier& n) {
+        Notifier::Stats s = n.stats();
+        pyb::dict d;
+        d["added"] = s.added;
+        d["wakes"] = s.wakes;
+        d["drains"] = s.drains;
+        d["ran"] = s.ran;
+        return d;
+      });
+
+  pyb::class_<PyFuture>(m, "Future")
+      .def("result", &PyFuture::result, pyb::arg("timeout") = pyb::none())
+      .def("exception", &PyFuture::exception, pyb::arg("timeout") = pyb::none())
+      .def("done", &PyFuture::done)
+      .def("cancelled", &PyFuture::cancelled)
+      .def("running", &PyFuture::running)
+      .def("cancel", &PyFuture::cancel)
+      .def("add_done_callback", &PyFuture::add_done_callback, pyb::arg("fn"), pyb::arg("arg"))
+      .def("deliver_to", &PyFuture::deliver_to, pyb::arg("notifier"), pyb::arg("loop_future"))
+      .def_property_readonly("state", &PyFuture::state);
+
+  pyb::class_<PyPool>(m, "Pool")
+      .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple>(), pyb::arg("workers"),
+           pyb::arg("name"), pyb::arg("initializer") = pyb::none(),
+           pyb::arg("initargs") = pyb::tuple())
+      .def("run_on_loop", &PyPool::run_on_loop)
+      .def("map_on_loop", &PyPool::map_on_loop)
+      .def("submit", &PyPool::submit)
+      .def("submit_concurrent", &PyPool::submit_concurrent)
+      .def("shutdown", &PyPool::shutdown, pyb::arg("wait"), pyb::arg("cancel_pending"))
+      .def("stats", &PyPool::stats)
+      .def("after_fork_in_child", &PyPool::after_fork_in_child)
+      .def("is_worker_thread", &PyPool::is_worker_thread)
+      .def_property_readonly("workers", &PyPool::workers)
+      .def_property_readonly("name", &PyPool::name)
+      .def_property_readonly("is_shutdown", &PyPool::is_shutdown)
+      .def_property_readonly("broken", &PyPool::broken);
+
+  m.def("cancelled", [] {
+    const Job* job = current_job();
+    return job != nullptr && job->cancel_requested();
+  });
+  m.def("default_worker_count", &ThreadPool::default_worker_count);
+  m.def("reset_after_fork", &reset_garbage_after_fork);
+}

@@ -1,0 +1,234 @@
+#include "python_runtime.h"
+
+#include <time.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace offload::py {
+namespace {
+
+// How long a worker keeps the GIL across jobs before it hands it over (nanoseconds). CPython's
+// own switch interval is 5 ms; a shorter slice keeps the event loop responsive.
+constexpr std::int64_t kGilSlice = 1'000'000;
+
+std::int64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+struct Garbage {
+  absl::Mutex mu;
+  std::vector<PyObject*> objects ABSL_GUARDED_BY(mu);
+};
+
+Garbage* garbage = new Garbage();  // never destroyed: used until the process exits
+
+struct WorkerState {
+  PyThreadState* tstate = nullptr;  // created on the first ensure(), kept until stop()
+  PyGILState_STATE gilstate{};
+  bool held = false;
+  std::int64_t held_since = 0;
+};
+thread_local WorkerState worker;
+
+Names* interned = nullptr;
+
+}  // namespace
+
+bool is_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+
+void drop_reference(PyObject* obj) {
+  if (obj == nullptr) return;
+  if (PyGILState_Check()) {
+    Py_DECREF(obj);
+    return;
+  }
+  if (is_finalizing()) return;  // leaked on purpose: Python is going away
+  absl::MutexLock l(&garbage->mu);
+  garbage->objects.push_back(obj);
+}
+
+void collect_garbage() {
+  std::vector<PyObject*> objects;
+  {
+    absl::MutexLock l(&garbage->mu);
+    if (garbage->objects.empty()) return;
+    objects.swap(garbage->objects);
+  }
+  for (PyObject* obj : objects) Py_DECREF(obj);
+}
+
+void reset_garbage_after_fork() { garbage = new Garbage(); }
+
+bool WorkerGil::ensure() {
+  if (worker.held) return true;
+  if (is_finalizing()) return false;
+  if (worker.tstate == nullptr) {
+    worker.gilstate = PyGILState_Ensure();
+    worker.tstate = PyThreadState_Get();
+  } else {
+    PyEval_RestoreThread(worker.tstate);
+  }
+  worker.held = true;
+  worker.held_since = monotonic_ns();
+  collect_garbage();
+  return true;
+}
+
+void WorkerGil::release() {
+  if (!worker.held) return;
+  worker.held = false;
+  PyEval_SaveThread();
+}
+
+void WorkerGil::yield_if_due() {
+  if (!worker.held || monotonic_ns() - worker.held_since < kGilSlice) return;
+  // If a thread has been waiting for the GIL (the event loop, say), CPython hands it over here.
+  PyEval_SaveThread();
+  PyEval_RestoreThread(worker.tstate);
+  worker.held_since = monotonic_ns();
+}
+
+void WorkerGil::stop() {
+  if (worker.tstate == nullptr) return;
+  if (!worker.held) {
+    if (is_finalizing()) return;  // leak the thread state rather than touch a dying runtime
+    PyEval_RestoreThread(worker.tstate);
+  }
+  worker.held = false;
+  worker.tstate = nullptr;
+  PyGILState_Release(worker.gilstate);  // deletes the thread state and releases the GIL
+}
+
+GilScope::GilScope() : acquired_(!is_finalizing()) {
+  if (acquired_) state_ = PyGILState_Ensure();
+}
+
+GilScope::~GilScope() {
+  if (acquired_) PyGILState_Release(state_);
+}
+
+Ref fetch_error() {
+#if PY_VERSION_HEX >= 0x030C0000
+  return Ref::steal(PyErr_GetRaisedException());
+#else
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  PyErr_NormalizeException(&type, &value, &traceback);
+  if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
+  Py_XDECREF(type);
+  Py_XDECREF(traceback);
+  return Ref::steal(value);
+#endif
+}
+
+void restore_error(PyObject* error) {
+#if PY_VERSION_HEX >= 0x030C0000
+  Py_INCREF(error);
+  PyErr_SetRaisedException(error);
+#else
+  PyErr_Restore(new_ref(reinterpret_cast<PyObject*>(Py_TYPE(error))), new_ref(error),
+                PyException_GetTraceback(error));
+#endif
+}
+
+namespace {
+
+// Runs `invoke` (which returns a new reference or null with an error set) inside `context`.
+template <class Invoke>
+Outcome call_in_context(PyObject* context, Invoke invoke) {
+  Outcome outcome;
+  if (context != nullptr && PyContext_Enter(context) < 0) {
+    outcome.error = fetch_error();
+    return outcome;
+  }
+  Ref result = Ref::steal(invoke());
+  if (!result) outcome.error = fetch_error();
+  if (context != nullptr && PyContext_Exit(context) < 0) {
+    Ref exit_error = fetch_error();
+    if (!outcome.error) outcome.error = std::move(exit_error);
+  }
+  if (!outcome.error) outcome.value = std::move(result);
+  return outcome;
+}
+
+}  // namespace
+
+Outcome call(PyObject* fn, PyObject* args, PyObject* kwargs, PyObject* context) {
+  return call_in_context(context, [&] { return PyObject_Call(fn, args, kwargs); });
+}
+
+Outcome call_one(PyObject* fn, PyObject* arg, PyObject* context) {
+  return call_in_context(context, [&] { return PyObject_CallOneArg(fn, arg); });
+}
+
+namespace {
+
+// asyncio futures refuse StopIteration (it would end the awaiting coroutine's generator);
+// wrap it the way asyncio does for its own tasks.
+Ref loop_safe_error(PyObject* error) {
+  if (!PyErr_GivenExceptionMatches(error, PyExc_StopIteration)) return Ref::borrow(error);
+  PyObject* wrapped = PyObject_CallFunction(
+      PyExc_RuntimeError, "s", "offload: the function raised StopIteration, which cannot be "
+                               "delivered to an asyncio future");
+  if (wrapped == nullptr) return Ref::borrow(error);
+  PyException_SetCause(wrapped, new_ref(error));
+  return Ref::steal(wrapped);
+}
+
+}  // namespace
+
+void complete_loop_future(PyObject* future, const Outcome* outcome) {
+  if (future_done(future)) return;
+  PyObject* r;
+  if (outcome == nullptr) {
+    r = PyObject_CallMethodNoArgs(future, names().cancel);
+  } else if (outcome->error) {
+    Ref error = loop_safe_error(outcome->error.get());
+    r = PyObject_CallMethodOneArg(future, names().set_exception, error.get());
+  } else {
+    r = PyObject_CallMethodOneArg(future, names().set_result, outcome->value.get());
+  }
+  if (r == nullptr) {
+    PyErr_WriteUnraisable(future);
+  } else {
+    Py_DECREF(r);
+  }
+}
+
+bool future_done(PyObject* future) {
+  PyObject* r = PyObject_CallMethodNoArgs(future, names().done);
+  if (r == nullptr) {
+    PyErr_WriteUnraisable(future);
+    return true;
+  }
+  const bool done = r == Py_True;
+  Py_DECREF(r);
+  return done;
+}
+
+const Names& names() { return *interned; }
+
+void init_names() {
+  if (interned != nullptr) return;
+  interned = new Names{
+      PyUnicode_InternFromString("done"),
+      PyUnicode_InternFromString("cancel"),
+      PyUnicode_InternFromString("set_result"),
+      PyUnicode_InternFromString("set_exception"),
+      PyUnicode_InternFromString("set_running_or_notify_cancel"),
+  };
+}
+
+}  // namespace offload::py

@@ -1,0 +1,146 @@
+// Python runtime rules for native threads: owned references that may be dropped anywhere,
+// the per-worker GIL holder, and calling a Python function with its context.
+//
+// GIL discipline (see docs/design.md):
+//   * The only lock order is GIL -> core lock. Core locks are held for short, Python-free work;
+//     the core destroys tasks and runs continuations outside its locks, so a destructor that
+//     needs the GIL never runs under one.
+//   * A worker creates one Python thread state the first time it runs Python and keeps it until
+//     it exits. It takes the GIL lazily for the first Python job of a batch and releases it in
+//     the pool's after_batch hook, so a burst of jobs costs one acquisition per batch; a job
+//     longer than kGilSlice hands the GIL over between jobs (yield_if_due).
+//   * Nothing touches Python once the interpreter is finalizing: offload stops its workers from
+//     an atexit hook before that, and anything later is leaked rather than risk a crash.
+
+#ifndef OFFLOAD_BINDING_PYTHON_RUNTIME_H_
+#define OFFLOAD_BINDING_PYTHON_RUNTIME_H_
+
+#include <Python.h>
+
+#include <utility>
+
+namespace offload::py {
+
+// Py_NewRef for Python 3.9.
+inline PyObject* new_ref(PyObject* obj) {
+  Py_INCREF(obj);
+  return obj;
+}
+
+// True once CPython has started finalizing; safe to call without the GIL.
+bool is_finalizing();
+
+// Decrefs `obj` now if this thread holds the GIL; otherwise queues it for the next thread that
+// calls collect_garbage() with the GIL held. Never blocks on the GIL.
+void drop_reference(PyObject* obj);
+// Drops the references queued by drop_reference(); requires the GIL.
+void collect_garbage();
+// Resets the garbage queue in a forked child (its lock may have been held by a lost thread).
+void reset_garbage_after_fork();
+
+// An owned reference that is safe to destroy on any thread, with or without the GIL.
+class Ref {
+ public:
+  Ref() = default;
+  static Ref steal(PyObject* obj) { return Ref(obj); }
+  static Ref borrow(PyObject* obj) {
+    Py_XINCREF(obj);
+    return Ref(obj);
+  }
+  Ref(Ref&& other) noexcept : obj_(std::exchange(other.obj_, nullptr)) {}
+  Ref& operator=(Ref&& other) noexcept {
+    if (this != &other) {
+      reset();
+      obj_ = std::exchange(other.obj_, nullptr);
+    }
+    return *this;
+  }
+  Ref(const Ref&) = delete;
+  Ref& operator=(const Ref&) = delete;
+  ~Ref() { reset(); }
+
+  PyObject* get() const { return obj_; }
+  // A new reference for the caller; requires the GIL.
+  PyObject* new_reference() const {
+    Py_XINCREF(obj_);
+    return obj_;
+  }
+  // Gives up ownership to the caller.
+  PyObject* release() { return std::exchange(obj_, nullptr); }
+  explicit operator bool() const { return obj_ != nullptr; }
+  void reset() {
+    if (obj_ != nullptr) drop_reference(std::exchange(obj_, nullptr));
+  }
+
+ private:
+  explicit Ref(PyObject* obj) : obj_(obj) {}
+  PyObject* obj_ = nullptr;
+};
+
+// The GIL as held by a pool worker thread. All members are about the calling thread.
+class WorkerGil {
+ public:
+  // Takes the GIL unless this worker holds it already. False when the interpreter is
+  // finalizing: the caller must then not touch Python.
+  static bool ensure();
+  // Releases the GIL if this worker holds it (after each batch, and before any wait).
+  static void release();
+  // Hands the GIL over if this worker has held it for longer than a slice.
+  static void yield_if_due();
+  // Deletes this worker's thread state; called once as the worker exits.
+  static void stop();
+};
+
+// Takes the GIL on any thread (PyGILState) for one scope, unless the interpreter is
+// finalizing; check acquired() before touching Python.
+class GilScope {
+ public:
+  GilScope();
+  ~GilScope();
+  GilScope(const GilScope&) = delete;
+  GilScope& operator=(const GilScope&) = delete;
+  bool acquired() const { return acquired_; }
+
+ private:
+  bool acquired_;
+  PyGILState_STATE state_{};
+};
+
+// The result of a Python call: exactly one of value and error is set.
+struct Outcome {
+  Ref value;
+  Ref error;  // the exception instance, its __traceback__ set
+};
+
+// Takes the raised exception out of the error indicator as an instance (GIL held).
+Ref fetch_error();
+// Raises `error` (an exception instance) into the error indicator (GIL held).
+void restore_error(PyObject* error);
+
+// Calls fn(*args, **kwargs) inside `context` (may be null) and captures the outcome. GIL held.
+Outcome call(PyObject* fn, PyObject* args, PyObject* kwargs, PyObject* context);
+// Calls fn(arg) inside `context` (may be null). GIL held.
+Outcome call_one(PyObject* fn, PyObject* arg, PyObject* context);
+
+// Completes an asyncio future from its loop's thread: set_result / set_exception, or cancel()
+// when `outcome` is null. A future already done (cancelled by its awaiter) is left alone.
+// GIL held. Errors are reported as unraisable, never propagated into the drain.
+void complete_loop_future(PyObject* future, const Outcome* outcome);
+
+// fut.done() for an asyncio or concurrent future; a failure counts as done. GIL held.
+bool future_done(PyObject* future);
+
+// Interned attribute names, created at module import.
+struct Names {
+  PyObject* done;
+  PyObject* cancel;
+  PyObject* set_result;
+  PyObject* set_exception;
+  PyObject* set_running_or_notify_cancel;
+};
+const Names& names();
+void init_names();
+
+}  // namespace offload::py
+
+#endif  // OFFLOAD_BINDING_PYTHON_RUNTIME_H_

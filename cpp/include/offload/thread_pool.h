@@ -1,0 +1,108 @@
+// offload/thread_pool.h
+//
+// ThreadPool: a fixed set of worker threads fed from one FIFO queue guarded by one mutex.
+//
+//   offload::ThreadPool::Options options;
+//   options.workers = 4;
+//   offload::ThreadPool pool(std::move(options));
+//   pool.submit([] { compress(block); });                          // fire and forget
+//   offload::Future<int> f = offload::run(pool, [] { return 42; }); // with a result (future.h)
+//   pool.shutdown(offload::ThreadPool::Pending::kRun);             // stop intake, drain
+//   pool.join();
+//
+// Sleep and wake-up protocol
+//   * An idle worker parks on `work_cv_`; `idle_` counts parked workers.
+//   * submit() pushes under the lock and signals the condition variable only when a worker is
+//     parked, so it wakes at most one worker and makes no syscall when all are busy.
+//   * A worker takes a batch: ceil(queued / workers) tasks, capped at Options::max_batch, so
+//     a burst costs one lock round per batch while work still spreads over every worker.
+//   * After each batch the worker calls Hooks::after_batch before it takes the lock again;
+//     the Python binding releases the GIL there, so no worker ever parks holding it.
+//
+// Shutdown: shutdown() stops intake (submit then fails with FailedPrecondition and destroys
+// the task). Pending::kRun lets workers finish the queue; Pending::kCancel destroys queued
+// tasks (outside the lock) so their promises report cancellation. join() waits for the workers;
+// a worker that calls join() or destroys its own pool is skipped and exits by itself.
+
+#ifndef OFFLOAD_THREAD_POOL_H_
+#define OFFLOAD_THREAD_POOL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "offload/executor.h"
+
+namespace offload {
+
+class ThreadPool final : public Executor {
+ public:
+  // Called on worker threads; each hook may run concurrently on several workers.
+  struct Hooks {
+    std::function<void(std::size_t index)> on_start;  // before the worker's first task
+    std::function<void()> after_batch;                // after each batch, before the next wait
+    std::function<void()> on_stop;                    // after the worker's last task
+  };
+
+  struct Options {
+    std::size_t workers = 0;  // 0: the CPUs this process may run on
+    std::string name = "offload";  // threads are named "<name>-<index>" (cut to 15 bytes)
+    std::size_t max_batch = 64;    // most tasks a worker takes from the queue at once
+    Hooks hooks;
+  };
+
+  struct Stats {
+    std::uint64_t submitted = 0;  // accepted by submit()
+    std::uint64_t completed = 0;  // ran and reported TaskOutcome::kCompleted
+    std::uint64_t failed = 0;     // threw, or reported TaskOutcome::kFailed
+    std::uint64_t cancelled = 0;  // dropped by shutdown(kCancel) or reported kCancelled
+    std::size_t queued = 0;       // waiting in the queue
+    std::size_t busy = 0;         // workers holding a batch
+    std::size_t workers = 0;
+  };
+
+  enum class Pending { kRun, kCancel };
+
+  explicit ThreadPool(Options options);
+  ThreadPool() : ThreadPool(Options()) {}
+  // shutdown(Pending::kRun), then join().
+  ~ThreadPool() override;
+
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // Queues `task` (FIFO). Fails with FailedPrecondition after shutdown (task destroyed).
+  absl::Status submit(Task task);
+  absl::Status add(Task task) override { return submit(std::move(task)); }
+
+  // Stops intake; idempotent. kCancel also destroys every queued task without running it.
+  void shutdown(Pending pending = Pending::kRun);
+  // Waits until every worker has exited (call after shutdown()). Skips the calling worker.
+  void join();
+
+  // Waits until the queue is empty and no worker is running a task.
+  void wait_idle();
+  // As wait_idle(), for at most `timeout`; true when idle.
+  bool wait_idle_for(absl::Duration timeout);
+
+  Stats stats() const;
+  std::size_t size() const;
+  bool is_shutdown() const;
+  // True on one of this pool's worker threads.
+  bool is_worker_thread() const;
+
+  // The number of CPUs this process may run on (sched_getaffinity), at least 1.
+  static std::size_t default_worker_count();
+
+ private:
+  class State;
+  std::shared_ptr<State> state_;  // shared with the workers: a detached worker keeps it alive
+};
+
+}  // namespace offload
+
+#endif  // OFFLOAD_THREAD_POOL_H_

@@ -1,0 +1,254 @@
+#include "offload/thread_pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "offload/this_task.h"
+
+namespace offload {
+
+class ThreadPool::State {
+ public:
+  explicit State(Options options)
+      : workers_(options.workers == 0 ? default_worker_count() : options.workers),
+        name_(std::move(options.name)),
+        max_batch_(std::max<std::size_t>(1, options.max_batch)),
+        hooks_(std::move(options.hooks)) {}
+
+  static void start(const std::shared_ptr<State>& state) {
+    absl::MutexLock l(&state->mu_);
+    state->threads_.reserve(state->workers_);
+    state->alive_ = state->workers_;
+    for (std::size_t i = 0; i < state->workers_; ++i) {
+      state->threads_.emplace_back([state, i] { state->work(i); });
+    }
+  }
+
+  absl::Status submit(Task task) {
+    {
+      absl::MutexLock l(&mu_);
+      if (!stopping_) {
+        queue_.push_back(std::move(task));
+        ++submitted_;
+        if (idle_ > 0) work_cv_.Signal();
+        return absl::OkStatus();
+      }
+    }
+    task = nullptr;  // destroyed outside the lock: it may settle a promise
+    return absl::FailedPreconditionError("offload: submit to a ThreadPool that was shut down");
+  }
+
+  void shutdown(Pending pending) {
+    std::deque<Task> dropped;
+    {
+      absl::MutexLock l(&mu_);
+      stopping_ = true;
+      if (pending == Pending::kCancel) {
+        cancelled_ += queue_.size();
+        dropped.swap(queue_);
+        if (busy_ == 0) idle_cv_.SignalAll();
+      }
+      work_cv_.SignalAll();
+    }
+    dropped.clear();  // outside the lock
+  }
+
+  // Joins the threads it finds, then waits until every worker (but the caller, if it is one)
+  // has exited, so that a second concurrent join() does not return early.
+  void join() {
+    std::vector<std::thread> threads;
+    {
+      absl::MutexLock l(&mu_);
+      threads.swap(threads_);
+    }
+    const std::thread::id self = std::this_thread::get_id();
+    for (std::thread& t : threads) {
+      if (t.get_id() == self) {
+        t.detach();  // a worker joining its own pool: it exits once its task returns
+      } else {
+        t.join();
+      }
+    }
+    const std::size_t self_alive = is_worker_thread() ? 1 : 0;
+    absl::MutexLock l(&mu_);
+    while (alive_ > self_alive) exit_cv_.Wait(&mu_);
+  }
+
+  void wait_idle() {
+    absl::MutexLock l(&mu_);
+    while (!idle_locked()) idle_cv_.Wait(&mu_);
+  }
+
+  bool wait_idle_for(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    absl::MutexLock l(&mu_);
+    while (!idle_locked()) {
+      if (idle_cv_.WaitWithDeadline(&mu_, deadline) && !idle_locked()) return false;
+    }
+    return true;
+  }
+
+  Stats stats() const {
+    Stats s;
+    s.completed = completed_.load(std::memory_order_relaxed);
+    s.failed = failed_.load(std::memory_order_relaxed);
+    s.workers = workers_;
+    absl::MutexLock l(&mu_);
+    s.submitted = submitted_;
+    s.cancelled = cancelled_ + task_cancelled_.load(std::memory_order_relaxed);
+    s.queued = queue_.size();
+    s.busy = busy_;
+    return s;
+  }
+
+  std::size_t size() const { return workers_; }
+
+  bool is_shutdown() const {
+    absl::MutexLock l(&mu_);
+    return stopping_;
+  }
+
+  bool is_worker_thread() const { return current_pool() == this; }
+
+ private:
+  bool idle_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queue_.empty() && busy_ == 0;
+  }
+
+  // The pool whose worker runs on this thread, if any.
+  static const State*& current_pool() {
+    thread_local const State* pool = nullptr;
+    return pool;
+  }
+
+  void set_thread_name(std::size_t index) const {
+    std::string name = name_ + "-" + std::to_string(index);
+    if (name.size() > 15) name.resize(15);  // the kernel's limit
+    pthread_setname_np(pthread_self(), name.c_str());
+  }
+
+  void work(std::size_t index) {
+    current_pool() = this;
+    set_thread_name(index);
+    if (hooks_.on_start) hooks_.on_start(index);
+    std::vector<Task> batch;
+    batch.reserve(max_batch_);
+    for (;;) {
+      {
+        absl::MutexLock l(&mu_);
+        while (queue_.empty() && !stopping_) {
+          ++idle_;
+          work_cv_.Wait(&mu_);
+          --idle_;
+        }
+        if (queue_.empty()) break;  // stopping and drained
+        // ceil(queued / workers): a burst spreads over every worker, a trickle goes one by one.
+        const std::size_t share = (queue_.size() + workers_ - 1) / workers_;
+        const std::size_t n = std::min(share, max_batch_);
+        for (std::size_t i = 0; i < n; ++i) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        ++busy_;
+        // More work left and a parked worker: pass the wake-up on rather than hoard the queue.
+        if (!queue_.empty() && idle_ > 0) work_cv_.Signal();
+      }
+      for (Task& task : batch) run_one(std::move(task));
+      batch.clear();  // destroys what the tasks captured, outside the lock
+      if (hooks_.after_batch) hooks_.after_batch();
+      absl::MutexLock l(&mu_);
+      --busy_;
+      if (idle_locked()) idle_cv_.SignalAll();
+    }
+    if (hooks_.on_stop) hooks_.on_stop();
+    current_pool() = nullptr;
+    absl::MutexLock l(&mu_);
+    --alive_;
+    exit_cv_.SignalAll();
+  }
+
+  void run_one(Task task) {
+    TaskOutcome outcome = TaskOutcome::kCompleted;
+    {
+      this_task::OutcomeScope scope(&outcome);
+      try {
+        std::move(task)();
+      } catch (...) {
+        outcome = TaskOutcome::kFailed;
+      }
+    }
+    switch (outcome) {
+      case TaskOutcome::kCompleted:
+        completed_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case TaskOutcome::kFailed:
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case TaskOutcome::kCancelled:
+        task_cancelled_.fetch_add(1, std::memory_order_relaxed);
+        break;
+    }
+  }
+
+  const std::size_t workers_;
+  const std::string name_;
+  const std::size_t max_batch_;
+  const Hooks hooks_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar work_cv_;  // signalled when work arrives or on shutdown
+  absl::CondVar idle_cv_;  // signalled when the pool becomes idle
+  absl::CondVar exit_cv_;  // signalled when a worker exits
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  std::size_t alive_ ABSL_GUARDED_BY(mu_) = 0;  // workers that have not exited
+  std::size_t idle_ ABSL_GUARDED_BY(mu_) = 0;  // workers parked on work_cv_
+  std::size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // workers holding a batch
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t cancelled_ ABSL_GUARDED_BY(mu_) = 0;  // dropped by shutdown(kCancel)
+  std::atomic<std::uint64_t> completed_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> task_cancelled_{0};  // reported by tasks
+};
+
+ThreadPool::ThreadPool(Options options) : state_(std::make_shared<State>(std::move(options))) {
+  State::start(state_);
+}
+
+ThreadPool::~ThreadPool() {
+  state_->shutdown(Pending::kRun);
+  state_->join();
+}
+
+absl::Status ThreadPool::submit(Task task) { return state_->submit(std::move(task)); }
+void ThreadPool::shutdown(Pending pending) { state_->shutdown(pending); }
+void ThreadPool::join() { state_->join(); }
+void ThreadPool::wait_idle() { state_->wait_idle(); }
+bool ThreadPool::wait_idle_for(absl::Duration timeout) { return state_->wait_idle_for(timeout); }
+ThreadPool::Stats ThreadPool::stats() const { return state_->stats(); }
+std::size_t ThreadPool::size() const { return state_->size(); }
+bool ThreadPool::is_shutdown() const { return state_->is_shutdown(); }
+bool ThreadPool::is_worker_thread() const { return state_->is_worker_thread(); }
+
+std::size_t ThreadPool::default_worker_count() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<std::size_t>(n);
+  }
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? n : 1;
+}
+
+}  // namespace offload

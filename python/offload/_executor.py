@@ -1,0 +1,88 @@
+"""offload.Executor: the concurrent.futures face of the native pool."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any, Callable, Optional, Tuple, TypeVar
+
+from . import _core
+from ._pool import _check_workers, _live_pools
+
+R = TypeVar("R")
+
+
+class Executor(concurrent.futures.ThreadPoolExecutor):
+    """A :class:`concurrent.futures.ThreadPoolExecutor` backed by offload's native pool.
+
+    Being a ``ThreadPoolExecutor`` subclass, it is accepted by
+    :meth:`asyncio.loop.set_default_executor`, so ``loop.run_in_executor(None, ...)`` and
+    :func:`asyncio.to_thread` run on native workers::
+
+        loop.set_default_executor(offload.Executor())
+        data = await asyncio.to_thread(read_file, path)
+
+    Semantics are the standard library's: ``submit`` returns a
+    :class:`concurrent.futures.Future`; ``map`` (with ``timeout``) and
+    ``shutdown(wait, cancel_futures=...)`` behave as documented there; a failing
+    ``initializer`` breaks the executor (:class:`~concurrent.futures.thread.BrokenThreadPool`).
+    ``max_workers`` defaults to ``min(32, os.cpu_count() + 4)`` as in the standard library.
+    Unlike ``ThreadPoolExecutor``, all workers start at once.
+
+    Raises:
+        ValueError: ``max_workers`` is less than 1.
+        TypeError: ``initializer`` is not callable.
+    """
+
+    def __init__(
+        self,
+        max_workers: Optional[int] = None,
+        thread_name_prefix: str = "",
+        initializer: Optional[Callable[..., object]] = None,
+        initargs: Tuple[Any, ...] = (),
+    ) -> None:
+        if max_workers is None:
+            max_workers = min(32, (os.cpu_count() or 1) + 4)
+        max_workers = _check_workers(max_workers, "max_workers")
+        super().__init__(max_workers, thread_name_prefix, initializer, initargs)
+        self._native = _core.Pool(
+            max_workers, thread_name_prefix or "offload-exec", initializer, tuple(initargs)
+        )
+        self._native_lock = threading.Lock()
+        _live_pools.add(self)
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[R]":
+        """Schedules ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.
+
+        Raises:
+            RuntimeError: after :meth:`shutdown`.
+            BrokenThreadPool: a worker's initializer failed.
+        """
+        with self._native_lock:
+            if self._native.broken:
+                raise BrokenThreadPool(
+                    "A thread initializer failed, the thread pool is not usable anymore"
+                )
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            future: concurrent.futures.Future[R] = concurrent.futures.Future()
+            self._native.submit_concurrent(future, fn, args, kwargs or None, None)
+            return future
+
+    submit.__doc__ = concurrent.futures.Executor.submit.__doc__ or submit.__doc__
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stops intake; ``cancel_futures`` cancels the calls not yet started; ``wait`` joins
+        the workers (with the GIL released)."""
+        with self._native_lock:
+            self._shutdown = True
+        self._native.shutdown(bool(wait), bool(cancel_futures))
+
+    def _after_fork_in_child(self) -> None:
+        self._native.after_fork_in_child()
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._shutdown else "running"
+        return f"<offload.Executor max_workers={self._max_workers} {state}>"

@@ -1,0 +1,377 @@
+"""Pool, Future, run: offloading calls to native threads from asyncio and from threads."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import threading
+import weakref
+from contextvars import copy_context
+from dataclasses import dataclass
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Generator,
+    Generic,
+    Iterable,
+    List,
+    Optional,
+    Type,
+    TypeVar,
+)
+
+from . import _core
+from ._loop import notifier_for
+from ._loop import reset_after_fork as _reset_loops_after_fork
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_get_running_loop = asyncio.get_running_loop
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """Counters of a pool, read at one moment.
+
+    ``submitted`` counts calls accepted; each ends as ``completed`` (returned), ``failed``
+    (raised) or ``cancelled`` (cancelled before it started, or dropped by
+    ``shutdown(cancel_pending=True)``). ``queued`` are waiting, ``busy`` workers are running
+    calls. A ``map`` counts one call per worker that took part, not one per item.
+    """
+
+    workers: int
+    submitted: int
+    completed: int
+    failed: int
+    cancelled: int
+    queued: int
+    busy: int
+
+
+class Future(Generic[T]):
+    """The result of :meth:`Pool.submit`: thread-safe, and awaitable from any event loop.
+
+    It follows :class:`concurrent.futures.Future`: ``result(timeout)`` and
+    ``exception(timeout)`` wait (with the GIL released) and raise
+    :class:`concurrent.futures.TimeoutError` or :class:`concurrent.futures.CancelledError`;
+    ``cancel()`` cancels a call that has not started (and returns ``True``), or asks a running
+    one to stop — :func:`offload.cancelled` turns true inside it — and returns ``False``.
+
+    ``await fut`` works in any running loop, any number of times; cancelling the awaiting task
+    cancels the call if it has not started::
+
+        with offload.Pool(workers=4) as pool:
+            fut = pool.submit(pow, 2, 10)
+            assert fut.result(timeout=5) == 1024
+
+        async def main():
+            fut = offload.default_pool().submit(hashlib.sha256, blob)
+            digest = await fut
+    """
+
+    __slots__ = ("_core", "__weakref__")
+
+    def __init__(self, core: _core.Future) -> None:
+        self._core = core
+
+    def result(self, timeout: Optional[float] = None) -> T:
+        """The call's return value; raises its exception. Waits up to ``timeout`` seconds."""
+        return self._core.result(timeout)  # type: ignore[no-any-return]
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds."""
+        return self._core.exception(timeout)  # type: ignore[no-any-return]
+
+    def done(self) -> bool:
+        """True once the call returned, raised or was cancelled."""
+        return self._core.done()
+
+    def running(self) -> bool:
+        """True while a worker runs the call."""
+        return self._core.running()
+
+    def cancelled(self) -> bool:
+        """True if the call was cancelled before it started."""
+        return self._core.cancelled()
+
+    def cancel(self) -> bool:
+        """Cancels the call if it has not started; returns whether the future is cancelled.
+
+        A running call cannot be interrupted: it is asked to stop (:func:`offload.cancelled`
+        turns true inside it) and ``cancel()`` returns ``False``.
+        """
+        return self._core.cancel()
+
+    def add_done_callback(self, fn: Callable[["Future[T]"], object]) -> None:
+        """Calls ``fn(future)`` once the future is done: at once if it is, else on the thread
+        that completes it (a worker, or the thread that cancels it). Exceptions raised by
+        ``fn`` are logged on the ``"offload"`` logger."""
+        self._core.add_done_callback(fn, self)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        loop = _get_running_loop()
+        waiter = loop.create_future()
+        self._core.deliver_to(notifier_for(loop), waiter)
+        try:
+            return (yield from waiter)
+        except asyncio.CancelledError:
+            self._core.cancel()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<offload.Future state={self._core.state}>"
+
+
+def _check_workers(workers: Optional[int], what: str) -> int:
+    if workers is None:
+        return int(_core.default_worker_count())
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise TypeError(f"offload: {what} must be an int or None, got {type(workers).__name__}")
+    if workers < 1:
+        raise ValueError(f"offload: {what} must be at least 1, got {workers}")
+    return workers
+
+
+class Pool:
+    """A pool of native worker threads that run Python callables.
+
+    ``workers`` defaults to the number of CPUs this process may use. Threads are named
+    ``"<name>-<index>"``. Calls start in the order they were submitted. Each worker keeps one
+    Python thread state for its life and takes the GIL once per batch of queued calls, so
+    offloading many small calls costs little more than making them.
+
+    Use a pool for work that releases the GIL (hashing, compression, I/O, numpy, C libraries)
+    or that blocks; pure-Python CPU work does not run in parallel on threads.
+
+    Example::
+
+        async with offload.Pool(workers=8, name="parser") as pool:
+            row = await pool.run(parse, line)            # one call
+            rows = await pool.map(parse, lines)          # ordered list; first error raised
+            fut = pool.submit(parse, line)               # offload.Future, for threads too
+
+    Raises:
+        TypeError: ``workers`` is not an int, or ``name`` not a str.
+        ValueError: ``workers`` is less than 1.
+    """
+
+    def __init__(self, workers: Optional[int] = None, *, name: str = "offload") -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"offload: name must be a str, got {type(name).__name__}")
+        self._core = _core.Pool(_check_workers(workers, "workers"), name)
+        _live_pools.add(self)
+
+    @property
+    def workers(self) -> int:
+        """The number of worker threads."""
+        return int(self._core.workers)
+
+    @property
+    def name(self) -> str:
+        """The pool's name, the prefix of its threads' names."""
+        return str(self._core.name)
+
+    def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> Future[R]:
+        """Schedules ``fn(*args, **kwargs)`` and returns its :class:`offload.Future`.
+
+        The call runs in a copy of the caller's :mod:`contextvars` context.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+            RuntimeError: the pool was shut down.
+        """
+        return Future(self._core.submit(fn, args, kwargs or None, copy_context()))
+
+    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+        """Runs ``fn(*args, **kwargs)`` on a worker; await the result in the running loop.
+
+        Semantics match :func:`asyncio.to_thread`: the call runs in a copy of the caller's
+        :mod:`contextvars` context, its exception is raised with its traceback, and
+        cancelling the awaiting task cancels the call if it has not started (a running call
+        cannot be interrupted; it can poll :func:`offload.cancelled`). The return value is
+        the loop's own future, completed on the loop's thread.
+
+        Raises:
+            RuntimeError: no running event loop, or the pool was shut down.
+            TypeError: ``fn`` is not callable.
+        """
+        loop = _get_running_loop()
+        future = loop.create_future()
+        self._core.run_on_loop(notifier_for(loop), future, fn, args, kwargs or None, copy_context())
+        return future
+
+    def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "asyncio.Future[List[R]]":
+        """Runs ``fn(item)`` for every item on the workers; await the list of results.
+
+        The list keeps the input order. The iterable is consumed at once. Items are handed to
+        the workers in blocks, so a map costs far less per item than as many ``run`` calls.
+        If calls raise, the exception of the lowest-indexed failure among the calls that ran
+        is raised and no further items start. Cancelling the awaiting task stops items that
+        have not started. Each call runs in its own copy of the caller's context.
+
+        Raises:
+            RuntimeError: no running event loop, or the pool was shut down.
+            TypeError: ``fn`` is not callable, or ``iterable`` is not iterable.
+        """
+        loop = _get_running_loop()
+        items = list(iterable)
+        future = loop.create_future()
+        if not items:
+            if not callable(fn):
+                raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+            future.set_result([])
+            return future
+        self._core.map_on_loop(notifier_for(loop), future, fn, items, copy_context())
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """Stops accepting calls, as :meth:`concurrent.futures.Executor.shutdown` does.
+
+        Queued calls still run unless ``cancel_pending`` is true, in which case their futures
+        are cancelled. With ``wait`` true, returns once every worker has exited (the GIL is
+        released meanwhile). Calling it again is harmless.
+        """
+        self._core.shutdown(bool(wait), bool(cancel_pending))
+
+    def stats(self) -> PoolStats:
+        """The pool's counters; see :class:`PoolStats`."""
+        return PoolStats(**self._core.stats())
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` was called."""
+        return bool(self._core.is_shutdown)
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(wait=True)
+
+    async def __aenter__(self) -> "Pool":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: "Optional[TracebackType]",
+    ) -> None:
+        """Shuts down and waits for the workers without blocking the loop."""
+        self.shutdown(wait=False)
+        loop = _get_running_loop()
+        joined = loop.create_future()
+
+        def join() -> None:
+            self.shutdown(wait=True)
+            try:
+                loop.call_soon_threadsafe(_set_result_unless_done, joined, None)
+            except RuntimeError:  # the loop was closed meanwhile
+                pass
+
+        threading.Thread(target=join, name=f"{self.name}-join", daemon=True).start()
+        await joined
+
+    def _after_fork_in_child(self) -> None:
+        self._core.after_fork_in_child()
+
+    def __repr__(self) -> str:
+        s = self._core.stats()
+        state = "shut down" if self.closed else "running"
+        return (
+            f"<offload.Pool name={self.name!r} workers={self.workers} {state}"
+            f" queued={s['queued']} busy={s['busy']}>"
+        )
+
+
+def _set_result_unless_done(future: "asyncio.Future[Any]", value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+# --------------------------------------------------------------------------------------------
+# The default pool and the module-level functions.
+
+_default: Optional[Pool] = None
+_default_lock = threading.Lock()
+
+
+def default_pool() -> Pool:
+    """The process-wide pool used by :func:`offload.run`, created on first use with one
+    worker per CPU available to the process."""
+    global _default
+    pool = _default
+    if pool is not None:
+        return pool
+    with _default_lock:
+        if _default is None:
+            _default = Pool(name="offload")
+        return _default
+
+
+def run(fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+    """Runs ``fn(*args, **kwargs)`` on the default pool: a drop-in for
+    :func:`asyncio.to_thread`, much cheaper per call.
+
+    Example::
+
+        digest = await offload.run(hashlib.sha256, blob)
+
+    See :meth:`Pool.run` for the semantics (context, exceptions, cancellation).
+    """
+    pool = _default if _default is not None else default_pool()
+    return pool.run(fn, *args, **kwargs)
+
+
+def cancelled() -> bool:
+    """True inside an offloaded call whose cancellation was requested.
+
+    A running call cannot be interrupted; a long one can poll this and stop early::
+
+        def crunch(chunks):
+            for chunk in chunks:
+                if offload.cancelled():
+                    return None
+                work(chunk)
+
+    It is false outside offloaded calls.
+    """
+    return bool(_core.cancelled())
+
+
+# --------------------------------------------------------------------------------------------
+# Life cycle: stop every pool before the interpreter finalizes; restart lazily after fork.
+
+# Every Pool and Executor alive: shut down at exit, restarted after fork.
+_live_pools: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _shutdown_all() -> None:
+    """At exit: let queued calls finish and join every worker, as ThreadPoolExecutor does.
+    No worker may touch Python once finalization starts."""
+    for pool in list(_live_pools):
+        pool.shutdown(wait=True)
+
+
+def _after_fork_in_child() -> None:
+    _core.reset_after_fork()
+    _reset_loops_after_fork()
+    for pool in list(_live_pools):
+        pool._after_fork_in_child()
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+atexit.register(_shutdown_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
