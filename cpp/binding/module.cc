@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -189,10 +190,8 @@ class PyPool {
     pool_.reset();
   }
 
-  void run_on_loop(const std::shared_ptr<Notifier>& notifier, const pyb::object& loop_future,
-                   const pyb::object& fn, const pyb::tuple& args, const pyb::object& kwargs,
-                   const pyb::object& context) {
-    check(submit_loop_call(pool(), notifier, own(loop_future), make_call(fn, args, kwargs, context)));
+  void run_on_loop(std::shared_ptr<Notifier> notifier, PyObject* loop_future, Call call) {
+    check(submit_loop_call(pool(), std::move(notifier), Ref::borrow(loop_future), std::move(call)));
   }
 
   void map_on_loop(const std::shared_ptr<Notifier>& notifier, const pyb::object& loop_future,
@@ -297,6 +296,145 @@ class PyPool {
   bool shut_down_ = false;            // guarded by the GIL
 };
 
+
+// ---------------------------------------------------------------------------------------------
+// The hot path of offload.run / Pool.run, as a raw vectorcall function: no pybind11 dispatch,
+// no Python frame. pool.run(fn, *args, **kwargs) -> the loop's future.
+
+// The running loop's notifier, cached per thread. offload._loop bumps loop_generation before it
+// forgets any loop, so a cached entry is never taken for a new loop at a reused address.
+std::uint64_t loop_generation = 0;  // guarded by the GIL
+PyObject* notifier_lookup = nullptr;  // offload._loop.notifier_for
+PyObject* get_running_loop = nullptr;  // asyncio.get_running_loop
+PyObject* create_future_name = nullptr;
+
+struct LoopCache {
+  PyObject* loop = nullptr;  // identity only, never dereferenced
+  std::uint64_t generation = 0;
+  std::weak_ptr<Notifier> notifier;  // a weak_ptr: safe to destroy at thread exit
+};
+thread_local LoopCache loop_cache;
+
+std::shared_ptr<Notifier> notifier_of(PyObject* loop) {
+  if (loop_cache.loop == loop && loop_cache.generation == loop_generation) {
+    if (std::shared_ptr<Notifier> n = loop_cache.notifier.lock()) return n;
+  }
+  Ref found = Ref::steal(PyObject_CallOneArg(notifier_lookup, loop));
+  if (!found) throw pyb::error_already_set();
+  auto notifier = pyb::cast<std::shared_ptr<Notifier>>(pyb::handle(found.get()));
+  loop_cache = LoopCache{loop, loop_generation, notifier};
+  return notifier;
+}
+
+struct Runner {
+  PyPool* pool;
+  PyObject* owner;  // the _core.Pool object, kept alive by the runner
+};
+
+constexpr const char* kRunnerCapsule = "offload._core.Runner";
+
+PyObject* fast_run(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
+  auto* runner = static_cast<Runner*>(PyCapsule_GetPointer(capsule, kRunnerCapsule));
+  if (runner == nullptr) return nullptr;
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "run() missing 1 required positional argument: 'fn'");
+    return nullptr;
+  }
+  PyObject* fn = args[0];
+  if (!PyCallable_Check(fn)) {
+    PyErr_Format(PyExc_TypeError, "offload: expected a callable, got %.200s object",
+                 Py_TYPE(fn)->tp_name);
+    return nullptr;
+  }
+  Ref loop = Ref::steal(PyObject_CallNoArgs(get_running_loop));
+  if (!loop) return nullptr;
+  Ref call_args = Ref::steal(PyTuple_New(nargs - 1));
+  if (!call_args) return nullptr;
+  for (Py_ssize_t i = 1; i < nargs; ++i) {
+    PyTuple_SET_ITEM(call_args.get(), i - 1, new_ref(args[i]));
+  }
+  Ref kwargs;
+  if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+    kwargs = Ref::steal(PyDict_New());
+    if (!kwargs) return nullptr;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
+      if (PyDict_SetItem(kwargs.get(), PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+        return nullptr;
+      }
+    }
+  }
+  Ref context = Ref::steal(PyContext_CopyCurrent());
+  if (!context) return nullptr;
+  Ref future = Ref::steal(PyObject_CallMethodNoArgs(loop.get(), create_future_name));
+  if (!future) return nullptr;
+  try {
+    std::shared_ptr<Notifier> notifier = notifier_of(loop.get());
+    runner->pool->run_on_loop(
+        notifier, future.get(),
+        Call{Ref::borrow(fn), std::move(call_args), std::move(kwargs), std::move(context)});
+  } catch (pyb::error_already_set& e) {
+    e.restore();
+    return nullptr;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+  return future.release();
+}
+
+PyMethodDef fast_run_def = {
+    "run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fast_run)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "run(fn, /, *args, **kwargs)\n--\n\nRuns fn(*args, **kwargs) on the pool; returns the running "
+    "loop's future of its result."};
+
+// offload.run: fast_run on the default pool, which Python creates on first use.
+PyObject* default_pool_factory = nullptr;  // offload._pool.default_pool
+PyObject* default_runner = nullptr;        // its runner's capsule, once created
+
+PyObject* run_on_default(PyObject*, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
+  if (default_runner == nullptr) {
+    Ref pool = Ref::steal(PyObject_CallNoArgs(default_pool_factory));
+    if (!pool) return nullptr;
+    Ref run = Ref::steal(PyObject_GetAttrString(pool.get(), "_run"));
+    if (!run) return nullptr;
+    if (default_runner == nullptr) default_runner = new_ref(PyCFunction_GET_SELF(run.get()));
+  }
+  return fast_run(default_runner, args, nargsf, kwnames);
+}
+
+PyMethodDef run_on_default_def = {
+    "run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(run_on_default)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "run(fn, /, *args, **kwargs)\n--\n\n"
+    "Runs fn(*args, **kwargs) on the default pool: a drop-in for asyncio.to_thread, much\n"
+    "cheaper per call. Returns the running loop's future of the result::\n\n"
+    "    digest = await offload.run(hashlib.sha256, blob)\n\n"
+    "The call runs in a copy of the caller's contextvars context; its exception is raised\n"
+    "with its traceback; cancelling the awaiting task cancels the call if it has not started\n"
+    "(a running call can poll offload.cancelled()).\n\n"
+    "Raises RuntimeError without a running event loop or after the default pool was shut\n"
+    "down, and TypeError when fn is not callable."};
+
+PyObject* make_runner(PyPool& pool, const pyb::object& owner) {
+  auto* runner = new Runner{&pool, new_ref(owner.ptr())};
+  PyObject* capsule = PyCapsule_New(runner, kRunnerCapsule, [](PyObject* c) {
+    auto* r = static_cast<Runner*>(PyCapsule_GetPointer(c, kRunnerCapsule));
+    Py_DECREF(r->owner);
+    delete r;
+  });
+  if (capsule == nullptr) {
+    Py_DECREF(runner->owner);
+    delete runner;
+    throw pyb::error_already_set();
+  }
+  PyObject* fn = PyCFunction_NewEx(&fast_run_def, capsule, nullptr);
+  Py_DECREF(capsule);
+  if (fn == nullptr) throw pyb::error_already_set();
+  return fn;
+}
+
 }  // namespace
 }  // namespace offload::py
 
@@ -360,7 +498,10 @@ PYBIND11_MODULE(_core, m) {
       .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple>(), pyb::arg("workers"),
            pyb::arg("name"), pyb::arg("initializer") = pyb::none(),
            pyb::arg("initargs") = pyb::tuple())
-      .def("run_on_loop", &PyPool::run_on_loop)
+      .def("runner",
+           [](pyb::object self) {
+             return pyb::reinterpret_steal<pyb::object>(make_runner(self.cast<PyPool&>(), self));
+           })
       .def("map_on_loop", &PyPool::map_on_loop)
       .def("submit", &PyPool::submit)
       .def("submit_concurrent", &PyPool::submit_concurrent)
@@ -378,5 +519,18 @@ PYBIND11_MODULE(_core, m) {
     return job != nullptr && job->cancel_requested();
   });
   m.def("default_worker_count", &ThreadPool::default_worker_count);
+  m.def("set_notifier_lookup", [](pyb::object lookup) {
+    Py_XDECREF(notifier_lookup);
+    notifier_lookup = new_ref(lookup.ptr());
+  });
+  m.def("forget_loops", [] { ++loop_generation; });
+  m.def("set_default_pool_factory", [](pyb::object factory) {
+    Py_XDECREF(default_pool_factory);
+    default_pool_factory = new_ref(factory.ptr());
+  });
+  m.add_object("run_on_default",
+               pyb::reinterpret_steal<pyb::object>(PyCFunction_NewEx(&run_on_default_def, nullptr, m.ptr())));
+  get_running_loop = pyb::object(pyb::module_::import("asyncio").attr("get_running_loop")).release().ptr();
+  create_future_name = PyUnicode_InternFromString("create_future");
   m.def("reset_after_fork", &reset_garbage_after_fork);
 }

@@ -93,6 +93,7 @@ _detach_hooks: Dict[int, Callable[[], None]] = {}
 
 
 def _detach(key: int) -> None:
+    _core.forget_loops()  # first: the native per-thread cache must not outlive the entry
     notifier = _notifiers.pop(key, None)
     _loop_refs.pop(key, None)
     hook = _detach_hooks.pop(key, None)
@@ -112,9 +113,13 @@ def _sweep_closed_loops() -> None:
 
 def reset_after_fork() -> None:
     """In a forked child: forget every notifier without touching it."""
+    _core.forget_loops()
     _abandoned.extend(_notifiers.values())
     _notifiers.clear()
     _loop_refs.clear()
     _detach_hooks.clear()
     global _lock
     _lock = threading.Lock()
+
+
+_core.set_notifier_lookup(notifier_for)

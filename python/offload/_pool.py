@@ -169,6 +169,9 @@ class Pool:
         if not isinstance(name, str):
             raise TypeError(f"offload: name must be a str, got {type(name).__name__}")
         self._core = _core.Pool(_check_workers(workers, "workers"), name)
+        # The native fast path of run(); also bound as the instance's `run`, which skips the
+        # Python frame of the method below.
+        self._run = self.run = self._core.runner()
         _live_pools.add(self)
 
     @property
@@ -205,10 +208,7 @@ class Pool:
             RuntimeError: no running event loop, or the pool was shut down.
             TypeError: ``fn`` is not callable.
         """
-        loop = _get_running_loop()
-        future = loop.create_future()
-        self._core.run_on_loop(notifier_for(loop), future, fn, args, kwargs or None, copy_context())
-        return future
+        return self._run(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
     def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "asyncio.Future[List[R]]":
         """Runs ``fn(item)`` for every item on the workers; await the list of results.
@@ -319,18 +319,16 @@ def default_pool() -> Pool:
         return _default
 
 
-def run(fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
-    """Runs ``fn(*args, **kwargs)`` on the default pool: a drop-in for
-    :func:`asyncio.to_thread`, much cheaper per call.
+if TYPE_CHECKING:
 
-    Example::
+    def run(fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+        """Runs ``fn(*args, **kwargs)`` on the default pool (see the native docstring)."""
 
-        digest = await offload.run(hashlib.sha256, blob)
-
-    See :meth:`Pool.run` for the semantics (context, exceptions, cancellation).
-    """
-    pool = _default if _default is not None else default_pool()
-    return pool.run(fn, *args, **kwargs)
+else:
+    # A native function, so that no Python frame stands between the caller and the pool. It
+    # creates the default pool on first use through default_pool().
+    run = _core.run_on_default
+    _core.set_default_pool_factory(default_pool)
 
 
 def cancelled() -> bool:
