@@ -82,7 +82,9 @@ def _attach(loop: asyncio.AbstractEventLoop) -> _core.Notifier:
         try:
             loop_ref: Callable[[], Any] = weakref.ref(loop, forget)
         except TypeError:  # a loop type without weak references: kept until it is closed
-            loop_ref = lambda loop=loop: loop
+
+            def loop_ref(loop: asyncio.AbstractEventLoop = loop) -> Any:
+                return loop
         _notifiers[key] = notifier
         _loop_refs[key] = loop_ref
         _detach_hooks[key] = detach_hook

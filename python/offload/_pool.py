@@ -90,7 +90,7 @@ class Future(Generic[T]):
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds."""
-        return self._core.exception(timeout)  # type: ignore[no-any-return]
+        return self._core.exception(timeout)
 
     def done(self) -> bool:
         """True once the call returned, raised or was cancelled."""
@@ -123,7 +123,8 @@ class Future(Generic[T]):
         waiter = loop.create_future()
         self._core.deliver_to(notifier_for(loop), waiter)
         try:
-            return (yield from waiter)
+            result: T = yield from waiter
+            return result
         except asyncio.CancelledError:
             self._core.cancel()
             raise
@@ -171,7 +172,7 @@ class Pool:
         self._core = _core.Pool(_check_workers(workers, "workers"), name)
         # The native fast path of run(); also bound as the instance's `run`, which skips the
         # Python frame of the method below.
-        self._run = self.run = self._core.runner()
+        self._run = self.run = self._core.runner()  # type: ignore[method-assign]
         _live_pools.add(self)
 
     @property
@@ -208,7 +209,7 @@ class Pool:
             RuntimeError: no running event loop, or the pool was shut down.
             TypeError: ``fn`` is not callable.
         """
-        return self._run(fn, *args, **kwargs)  # type: ignore[no-any-return]
+        return self._run(fn, *args, **kwargs)
 
     def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "asyncio.Future[List[R]]":
         """Runs ``fn(item)`` for every item on the workers; await the list of results.
