@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <deque>
 #include <thread>
@@ -15,6 +16,9 @@
 #include "offload/this_task.h"
 
 namespace offload {
+namespace {
+constexpr std::chrono::microseconds kBatchSlice{500};
+}  // namespace
 
 class ThreadPool::State {
  public:
@@ -162,7 +166,7 @@ class ThreadPool::State {
         // More work left and a parked worker: pass the wake-up on rather than hoard the queue.
         if (!queue_.empty() && idle_ > 0) work_cv_.Signal();
       }
-      for (Task& task : batch) run_one(std::move(task));
+      run_batch(batch);
       batch.clear();  // destroys what the tasks captured, outside the lock
       if (hooks_.after_batch) hooks_.after_batch();
       absl::MutexLock l(&mu_);
@@ -174,6 +178,22 @@ class ThreadPool::State {
     absl::MutexLock l(&mu_);
     --alive_;
     exit_cv_.SignalAll();
+  }
+
+  // Runs the batch in order. Once it has taken longer than kBatchSlice, the tasks not yet
+  // started go back to the head of the queue, so that slow tasks are not hoarded by one
+  // worker while another is idle; batching only pays for short tasks anyway.
+  void run_batch(std::vector<Task>& batch) {
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      run_one(std::move(batch[i]));
+      if (i + 1 < batch.size() && std::chrono::steady_clock::now() - start > kBatchSlice) {
+        absl::MutexLock l(&mu_);
+        for (std::size_t j = batch.size(); j-- > i + 1;) queue_.push_front(std::move(batch[j]));
+        if (idle_ > 0) work_cv_.Signal();
+        return;
+      }
+    }
   }
 
   void run_one(Task task) {

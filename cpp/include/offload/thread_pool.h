@@ -16,6 +16,8 @@
 //     parked, so it wakes at most one worker and makes no syscall when all are busy.
 //   * A worker takes a batch: ceil(queued / workers) tasks, capped at Options::max_batch, so
 //     a burst costs one lock round per batch while work still spreads over every worker.
+//     A batch that has run for 500 us puts its unstarted tasks back at the head of the queue
+//     (order kept), so slow tasks are never hoarded by one worker while another is idle.
 //   * After each batch the worker calls Hooks::after_batch before it takes the lock again;
 //     the Python binding releases the GIL there, so no worker ever parks holding it.
 //
