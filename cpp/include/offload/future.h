@@ -99,11 +99,16 @@ class FutureState {
   // settled the future.
   bool cancel() {
     cancel_requested_.store(true, std::memory_order_release);
+    std::vector<Continuation> ready;
     {
+      // Check and settle under one lock: start() must not slip in between.
       absl::MutexLock l(&mu_);
       if (status_ != FutureStatus::kPending) return false;
+      status_ = FutureStatus::kCancelled;
+      ready.swap(continuations_);
     }
-    return set_cancelled();
+    dispatch(ready);
+    return true;
   }
 
   FutureStatus status() const {
