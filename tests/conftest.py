@@ -1,0 +1,96 @@
+"""Shared fixtures: every asyncio test runs on the default loop and on uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any, Awaitable, Callable, Iterator
+
+import pytest
+
+import offload
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is in the test extras
+    uvloop = None
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        if uvloop is None:
+            pytest.skip("uvloop is not installed")
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+@pytest.fixture(params=LOOPS)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def arun(loop_kind: str) -> Iterator[Callable[[Callable[[], Awaitable[Any]]], Any]]:
+    """arun(main) runs the coroutine function `main` to completion on a fresh loop of the
+    parametrised kind and returns its result."""
+    loops = []
+
+    def run(main: Callable[[], Awaitable[Any]]) -> Any:
+        loop = new_loop(loop_kind)
+        loops.append(loop)
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    yield run
+
+
+@pytest.fixture
+def pool() -> Iterator[offload.Pool]:
+    p = offload.Pool(workers=2, name="test")
+    yield p
+    p.shutdown(wait=True)
+
+
+@pytest.fixture
+def one_worker() -> Iterator[offload.Pool]:
+    p = offload.Pool(workers=1, name="solo")
+    yield p
+    p.shutdown(wait=True)
+
+
+class Gate:
+    """A threading.Event that blocks worker threads, released at the latest on teardown so a
+    failing test never leaves workers stuck."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.entered = threading.Event()
+
+    def wait(self) -> None:
+        self.entered.set()
+        assert self.event.wait(30), "gate never opened"
+
+    def open(self) -> None:
+        self.event.set()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    g = Gate()
+    yield g
+    g.open()
+
+
+def native_thread_name() -> str:
+    """The kernel's name of the calling thread (what top -H shows)."""
+    with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+        return f.read().strip()
+
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))

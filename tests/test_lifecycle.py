@@ -1,0 +1,180 @@
+"""Life cycle, each in a fresh interpreter: exit, fork, closed loops, garbage collection."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import thread_count
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_exit_with_running_and_pending_work_completes_it() -> None:
+    result = run_python(
+        """
+        import threading, offload
+        started = threading.Event()
+        pool = offload.Pool(1)
+        def slow():
+            started.set()
+            threading.Event().wait(0.2)   # still running when the main thread exits
+            print("running call finished", flush=True)
+        pool.submit(slow)
+        for i in range(3):
+            pool.submit(print, "pending", i, flush=True)
+        started.wait(10)
+        print("main exits", flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == ["main exits", "running call finished", "pending 0", "pending 1", "pending 2"]
+
+
+def test_exit_with_work_on_the_default_pool_and_an_unawaited_run() -> None:
+    result = run_python(
+        """
+        import asyncio, os, offload
+        async def main():
+            offload.run(os.write, 1, b"fire and forget\\n")   # never awaited
+            total = await offload.run(sum, [1, 2, 3])
+            os.write(1, f"{total}\\n".encode())
+        asyncio.run(main())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "6" in result.stdout.splitlines()
+    assert "fire and forget" in result.stdout
+
+
+def test_fork_child_gets_fresh_workers_and_parent_is_unaffected() -> None:
+    result = run_python(
+        """
+        import asyncio, os, offload
+        async def square(x):
+            return await offload.run(pow, x, 2)
+        print("parent before", asyncio.run(square(3)), flush=True)
+        pid = os.fork()
+        if pid == 0:
+            os.write(1, f"child {asyncio.run(square(4))}\\n".encode())
+            with offload.Pool(2) as p:
+                os.write(1, f"child pool {p.submit(pow, 5, 2).result(timeout=10)}\\n".encode())
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child status", os.waitstatus_to_exitcode(status), flush=True)
+        print("parent after", asyncio.run(square(6)), flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "parent before 9", "child 16", "child pool 25", "child status 0", "parent after 36"]
+
+
+def test_fork_while_workers_are_busy() -> None:
+    result = run_python(
+        """
+        import asyncio, os, threading, offload
+        gate = threading.Event()
+        pool = offload.Pool(2)
+        busy = [pool.submit(gate.wait, 10) for _ in range(2)]
+        pid = os.fork()
+        if pid == 0:
+            os.write(1, f"child {pool.submit(pow, 2, 5).result(timeout=10)}\\n".encode())
+            os._exit(0)
+        gate.set()
+        os.write(1, f"parent {[f.result(timeout=10) for f in busy]}\\n".encode())
+        _, status = os.waitpid(pid, 0)
+        print("status", os.waitstatus_to_exitcode(status), flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["child 32", "parent [True, True]", "status 0"]
+
+
+def test_garbage_collected_pool_joins_its_threads() -> None:
+    import gc
+    import offload
+
+    before = thread_count()
+    pool = offload.Pool(3)
+    assert pool.submit(pow, 2, 2).result(timeout=30) == 4
+    assert thread_count() == before + 3
+    del pool
+    gc.collect()
+    assert thread_count() == before
+
+
+def test_raising_done_callback_does_not_hurt_the_worker() -> None:
+    result = run_python(
+        """
+        import logging, offload
+        logging.basicConfig(level=logging.ERROR, format="%(name)s %(message)s")
+        pool = offload.Pool(1)
+        fut = pool.submit(pow, 2, 3)
+        fut.add_done_callback(lambda f: 1 / 0)
+        fut.result(timeout=10)
+        print("after", pool.submit(pow, 2, 4).result(timeout=10), flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "after 16" in result.stdout
+    assert "offload" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+def test_keyboard_interrupt_while_awaiting_leaves_offload_usable() -> None:
+    result = run_python(
+        """
+        import asyncio, os, signal, threading, offload
+        gate = threading.Event()
+        async def main():
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+            await offload.run(gate.wait, 10)
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        gate.set()
+        async def again():
+            return await offload.run(pow, 3, 2)
+        print("again", asyncio.run(again()), flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["interrupted", "again 9"]
+
+
+@pytest.mark.parametrize("kind", ["default", "uvloop"])
+def test_many_short_lived_loops_do_not_leak_notifiers(kind) -> None:
+    result = run_python(
+        f"""
+        import asyncio, gc, os, offload, uvloop
+        new = uvloop.new_event_loop if {kind!r} == "uvloop" else asyncio.new_event_loop
+        def fds():
+            return len(os.listdir("/proc/self/fd"))
+        async def main():
+            return await offload.run(pow, 2, 2)
+        for _ in range(5):
+            loop = new(); loop.run_until_complete(main()); loop.close()
+        gc.collect()
+        start = fds()
+        for _ in range(200):
+            loop = new(); loop.run_until_complete(main()); loop.close()
+        del loop
+        gc.collect()
+        print(fds() - start, flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) <= 2
