@@ -11,6 +11,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "jobs.h"
@@ -441,6 +442,10 @@ PyObject* make_runner(PyPool& pool, const pyb::object& owner) {
 PYBIND11_MODULE(_core, m) {
   using namespace offload;
   using namespace offload::py;
+  // Debian builds abseil without NDEBUG, which leaves its mutex deadlock detector on: a
+  // lock-order graph updated on every lock. Our lock order is checked by the C++ tests (which
+  // keep the detector) and by clang's thread-safety analysis; in the extension it only costs.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   init_names();
   {
     pyb::module_ cf = pyb::module_::import("concurrent.futures");

@@ -14,6 +14,7 @@ namespace {
 // How long a worker keeps the GIL across jobs before it hands it over (nanoseconds). CPython's
 // own switch interval is 5 ms; a shorter slice keeps the event loop responsive.
 constexpr std::int64_t kGilSlice = 1'000'000;
+constexpr int kYieldCheckEvery = 8;
 
 std::int64_t monotonic_ns() {
   timespec ts;
@@ -33,6 +34,7 @@ struct WorkerState {
   PyGILState_STATE gilstate{};
   bool held = false;
   std::int64_t held_since = 0;
+  int jobs_since_check = 0;
 };
 thread_local WorkerState worker;
 
@@ -93,7 +95,11 @@ void WorkerGil::release() {
 }
 
 void WorkerGil::yield_if_due() {
-  if (!worker.held || monotonic_ns() - worker.held_since < kGilSlice) return;
+  // Reading the clock after every short job costs more than the job's bookkeeping: look at it
+  // every kYieldCheckEvery jobs (a slice may then overrun by that many short jobs).
+  if (!worker.held || ++worker.jobs_since_check < kYieldCheckEvery) return;
+  worker.jobs_since_check = 0;
+  if (monotonic_ns() - worker.held_since < kGilSlice) return;
   // If a thread has been waiting for the GIL (the event loop, say), CPython hands it over here.
   PyEval_SaveThread();
   PyEval_RestoreThread(worker.tstate);
@@ -189,16 +195,67 @@ Ref loop_safe_error(PyObject* error) {
 
 }  // namespace
 
+namespace {
+
+// The methods of a future's type, looked up once per type: calling the type's function with
+// the future as first argument skips the per-call attribute lookup. A handful of types is
+// ever seen (asyncio's C future, its Python twin, a subclass or two); past kTypes the calls
+// fall back to ordinary method calls. Guarded by the GIL.
+struct FutureType {
+  PyTypeObject* type = nullptr;  // a strong reference once set
+  PyObject* done = nullptr;
+  PyObject* set_result = nullptr;
+  PyObject* set_exception = nullptr;
+  PyObject* cancel = nullptr;
+};
+constexpr int kTypes = 4;
+FutureType future_types[kTypes];
+
+const FutureType* methods_of(PyObject* future) {
+  PyTypeObject* type = Py_TYPE(future);
+  for (FutureType& t : future_types) {
+    if (t.type == type) return &t;
+    if (t.type != nullptr) continue;
+    auto* type_obj = reinterpret_cast<PyObject*>(type);
+    Ref done = Ref::steal(PyObject_GetAttr(type_obj, names().done));
+    Ref set_result = Ref::steal(PyObject_GetAttr(type_obj, names().set_result));
+    Ref set_exception = Ref::steal(PyObject_GetAttr(type_obj, names().set_exception));
+    Ref cancel = Ref::steal(PyObject_GetAttr(type_obj, names().cancel));
+    if (!done || !set_result || !set_exception || !cancel) {
+      PyErr_Clear();
+      return nullptr;
+    }
+    t = FutureType{reinterpret_cast<PyTypeObject*>(new_ref(type_obj)), done.release(),
+                   set_result.release(), set_exception.release(), cancel.release()};
+    return &t;
+  }
+  return nullptr;
+}
+
+// future.<method>(*args), through the type's cached function when there is one.
+PyObject* call_future_method(PyObject* future, PyObject* FutureType::*method, PyObject* name,
+                             PyObject* arg) {
+  if (const FutureType* t = methods_of(future)) {
+    PyObject* args[2] = {future, arg};
+    return PyObject_Vectorcall(t->*method, args, arg == nullptr ? 1 : 2, nullptr);
+  }
+  return arg == nullptr ? PyObject_CallMethodNoArgs(future, name)
+                        : PyObject_CallMethodOneArg(future, name, arg);
+}
+
+}  // namespace
+
 void complete_loop_future(PyObject* future, const Outcome* outcome) {
   if (future_done(future)) return;
   PyObject* r;
   if (outcome == nullptr) {
-    r = PyObject_CallMethodNoArgs(future, names().cancel);
+    r = call_future_method(future, &FutureType::cancel, names().cancel, nullptr);
   } else if (outcome->error) {
     Ref error = loop_safe_error(outcome->error.get());
-    r = PyObject_CallMethodOneArg(future, names().set_exception, error.get());
+    r = call_future_method(future, &FutureType::set_exception, names().set_exception, error.get());
   } else {
-    r = PyObject_CallMethodOneArg(future, names().set_result, outcome->value.get());
+    r = call_future_method(future, &FutureType::set_result, names().set_result,
+                           outcome->value.get());
   }
   if (r == nullptr) {
     PyErr_WriteUnraisable(future);
@@ -208,7 +265,7 @@ void complete_loop_future(PyObject* future, const Outcome* outcome) {
 }
 
 bool future_done(PyObject* future) {
-  PyObject* r = PyObject_CallMethodNoArgs(future, names().done);
+  PyObject* r = call_future_method(future, &FutureType::done, names().done, nullptr);
   if (r == nullptr) {
     PyErr_WriteUnraisable(future);
     return true;
