@@ -17,6 +17,8 @@ import sys
 from collections import defaultdict
 from typing import Dict, List, Tuple
 
+from offload.demo import fmt as fmt_time
+
 COMMAND = (
     "python -m pytest benchmarks -q --benchmark-json=build/bench.json\n"
     "python benchmarks/report.py build/bench.json > docs/benchmarks.md   # or: make bench"
@@ -32,14 +34,6 @@ def parse(name: str) -> Tuple[str, str]:
     if not m:
         return name, "asyncio"
     return m.group(1), m.group(2) or "asyncio"
-
-
-def fmt_time(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.0f} us"
 
 
 def cpu_model() -> str:

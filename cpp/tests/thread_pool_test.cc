@@ -26,6 +26,25 @@ ThreadPool::Options WithWorkers(std::size_t n, std::string name = "t") {
   return o;
 }
 
+// Occupies one worker of `pool` until release() (or destruction).
+class Blocker {
+ public:
+  explicit Blocker(ThreadPool& pool) {
+    EXPECT_TRUE(pool.submit([this] {
+                      started_.Notify();
+                      gate_.WaitForNotification();
+                    }).ok());
+    started_.WaitForNotification();
+  }
+  ~Blocker() { release(); }
+  void release() {
+    if (!gate_.HasBeenNotified()) gate_.Notify();
+  }
+
+ private:
+  absl::Notification started_, gate_;
+};
+
 TEST(ThreadPool, RunsEverySubmittedTask) {
   ThreadPool pool(WithWorkers(4));
   std::atomic<int> count{0};
@@ -135,17 +154,12 @@ TEST(ThreadPool, StatsCountOutcomes) {
 
 TEST(ThreadPool, StatsShowQueuedAndBusyWhileBlocked) {
   ThreadPool pool(WithWorkers(1));
-  absl::Notification started, gate;
-  ASSERT_TRUE(pool.submit([&] {
-                    started.Notify();
-                    gate.WaitForNotification();
-                  }).ok());
-  started.WaitForNotification();
+  Blocker blocker(pool);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.submit([] {}).ok());
   ThreadPool::Stats s = pool.stats();
   EXPECT_EQ(s.busy, 1u);
   EXPECT_EQ(s.queued, 3u);
-  gate.Notify();
+  blocker.release();
   pool.wait_idle();
 }
 
@@ -176,14 +190,9 @@ TEST(ThreadPool, MaxBatchBoundsTheTasksTakenAtOnce) {
   o.max_batch = 4;
   o.hooks.after_batch = [&] { batches.fetch_add(1); };
   ThreadPool pool(std::move(o));
-  absl::Notification started, gate;
-  ASSERT_TRUE(pool.submit([&] {
-                    started.Notify();
-                    gate.WaitForNotification();
-                  }).ok());
-  started.WaitForNotification();
+  Blocker blocker(pool);
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(pool.submit([] {}).ok());
-  gate.Notify();
+  blocker.release();
   pool.wait_idle();
   EXPECT_GE(batches.load(), 1 + 20 / 4);
 }
