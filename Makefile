@@ -11,7 +11,7 @@ PY       := $(VENV)/bin/python
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES  := $(shell find cpp python -type f \( -name '*.h' -o -name '*.cc' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null)
 
-.PHONY: all demo test test-cpp test-python build build-cpp bench deps clean distclean
+.PHONY: all demo test test-cpp test-python build build-cpp bench lint deps clean distclean
 
 all: build
 
@@ -53,6 +53,18 @@ test-python: build
 	$(PY) -m pytest tests -q
 
 test: test-cpp test-python
+
+## Static checks: clang's thread-safety analysis of every ABSL_GUARDED_BY / *_LOCKS_REQUIRED
+## in the core and its tests (warnings are errors), and mypy --strict on the package.
+lint: build
+	@dpkg-query -W -f='$${Status}' clang 2>/dev/null | grep -q "ok installed" || \
+	  (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang)
+	CXX=clang++ $(VENV)/bin/cmake -S . -B build/lint -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja \
+	  -DOFFLOAD_BUILD_TESTS=ON -DOFFLOAD_BUILD_PYTHON=OFF \
+	  -DCMAKE_CXX_FLAGS="-Wthread-safety -Wthread-safety-beta -Werror"
+	$(VENV)/bin/cmake --build build/lint -j $(JOBS)
+	$(PY) -m pip install -q mypy
+	$(PY) -m mypy --strict python/offload
 
 ## Benchmarks (pytest-benchmark); results in build/bench.json and docs/benchmarks.md.
 bench: build
