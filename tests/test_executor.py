@@ -111,3 +111,8 @@ def test_max_workers_below_one_raises_value_error() -> None:
 def test_initializer_must_be_callable() -> None:
     with pytest.raises(TypeError):
         offload.Executor(initializer=42)  # type: ignore[arg-type]
+
+
+def test_submit_rejects_a_non_callable(executor) -> None:
+    with pytest.raises(TypeError, match="callable"):
+        executor.submit(42)

@@ -178,3 +178,23 @@ def test_many_short_lived_loops_do_not_leak_notifiers(kind) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.strip()) <= 2
+
+
+def test_future_result_on_the_main_thread_is_interrupted_by_ctrl_c() -> None:
+    result = run_python(
+        """
+        import os, signal, threading, offload
+        gate = threading.Event()
+        pool = offload.Pool(1)
+        fut = pool.submit(gate.wait, 20)
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            fut.result()
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        gate.set()
+        print("result", fut.result(timeout=10), flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["interrupted", "result True"]
