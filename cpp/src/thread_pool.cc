@@ -4,7 +4,6 @@
 #include <sched.h>
 
 #include <algorithm>
-#include <chrono>
 #include <atomic>
 #include <deque>
 #include <thread>
@@ -16,10 +15,6 @@
 #include "offload/this_task.h"
 
 namespace offload {
-namespace {
-constexpr std::chrono::microseconds kBatchSlice{500};
-}  // namespace
-
 class ThreadPool::State {
  public:
   explicit State(Options options)
@@ -144,9 +139,8 @@ class ThreadPool::State {
     current_pool() = this;
     set_thread_name(index);
     if (hooks_.on_start) hooks_.on_start(index);
-    std::vector<Task> batch;
-    batch.reserve(max_batch_);
     for (;;) {
+      Task task;
       {
         absl::MutexLock l(&mu_);
         while (queue_.empty() && !stopping_) {
@@ -155,19 +149,19 @@ class ThreadPool::State {
           --idle_;
         }
         if (queue_.empty()) break;  // stopping and drained
-        // ceil(queued / workers): a burst spreads over every worker, a trickle goes one by one.
-        const std::size_t share = (queue_.size() + workers_ - 1) / workers_;
-        const std::size_t n = std::min(share, max_batch_);
-        for (std::size_t i = 0; i < n; ++i) {
-          batch.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
+        task = pop_locked();
         ++busy_;
-        // More work left and a parked worker: pass the wake-up on rather than hoard the queue.
-        if (!queue_.empty() && idle_ > 0) work_cv_.Signal();
       }
-      run_batch(batch);
-      batch.clear();  // destroys what the tasks captured, outside the lock
+      // A run: tasks back to back, without parking, up to max_batch_. Tasks stay in the
+      // shared queue until one starts, so a task that blocks never holds others back.
+      for (std::size_t ran = 1;; ++ran) {
+        run_one(std::move(task));
+        task = nullptr;  // destroys what it captured, outside the lock
+        if (ran == max_batch_) break;
+        absl::MutexLock l(&mu_);
+        if (queue_.empty()) break;
+        task = pop_locked();
+      }
       if (hooks_.after_batch) hooks_.after_batch();
       absl::MutexLock l(&mu_);
       --busy_;
@@ -180,20 +174,12 @@ class ThreadPool::State {
     exit_cv_.SignalAll();
   }
 
-  // Runs the batch in order. Once it has taken longer than kBatchSlice, the tasks not yet
-  // started go back to the head of the queue, so that slow tasks are not hoarded by one
-  // worker while another is idle; batching only pays for short tasks anyway.
-  void run_batch(std::vector<Task>& batch) {
-    const auto start = std::chrono::steady_clock::now();
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      run_one(std::move(batch[i]));
-      if (i + 1 < batch.size() && std::chrono::steady_clock::now() - start > kBatchSlice) {
-        absl::MutexLock l(&mu_);
-        for (std::size_t j = batch.size(); j-- > i + 1;) queue_.push_front(std::move(batch[j]));
-        if (idle_ > 0) work_cv_.Signal();
-        return;
-      }
-    }
+  Task pop_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Task task = std::move(queue_.front());
+    queue_.pop_front();
+    // More work and a parked worker: pass the wake-up on, so a burst spreads over every worker.
+    if (!queue_.empty() && idle_ > 0) work_cv_.Signal();
+    return task;
   }
 
   void run_one(Task task) {
@@ -232,7 +218,7 @@ class ThreadPool::State {
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
   std::size_t alive_ ABSL_GUARDED_BY(mu_) = 0;  // workers that have not exited
   std::size_t idle_ ABSL_GUARDED_BY(mu_) = 0;  // workers parked on work_cv_
-  std::size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // workers holding a batch
+  std::size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // workers running a batch
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t cancelled_ ABSL_GUARDED_BY(mu_) = 0;  // dropped by shutdown(kCancel)

@@ -14,11 +14,11 @@
 //   * An idle worker parks on `work_cv_`; `idle_` counts parked workers.
 //   * submit() pushes under the lock and signals the condition variable only when a worker is
 //     parked, so it wakes at most one worker and makes no syscall when all are busy.
-//   * A worker takes a batch: ceil(queued / workers) tasks, capped at Options::max_batch, so
-//     a burst costs one lock round per batch while work still spreads over every worker.
-//     A batch that has run for 500 us puts its unstarted tasks back at the head of the queue
-//     (order kept), so slow tasks are never hoarded by one worker while another is idle.
-//   * After each batch the worker calls Hooks::after_batch before it takes the lock again;
+//   * A worker that wakes runs tasks back to back (a "batch") without parking, up to
+//     Options::max_batch, taking each from the shared queue only when it starts it: a task
+//     that blocks never holds others back while another worker is free. When more work is
+//     queued and a worker is parked, the taker passes the wake-up on.
+//   * After each batch the worker calls Hooks::after_batch before it may park;
 //     the Python binding releases the GIL there, so no worker ever parks holding it.
 //
 // Shutdown: shutdown() stops intake (submit then fails with FailedPrecondition and destroys
@@ -53,7 +53,7 @@ class ThreadPool final : public Executor {
   struct Options {
     std::size_t workers = 0;  // 0: the CPUs this process may run on
     std::string name = "offload";  // threads are named "<name>-<index>" (cut to 15 bytes)
-    std::size_t max_batch = 64;    // most tasks a worker takes from the queue at once
+    std::size_t max_batch = 64;    // most tasks a worker runs between two after_batch hooks
     Hooks hooks;
   };
 
@@ -63,7 +63,7 @@ class ThreadPool final : public Executor {
     std::uint64_t failed = 0;     // threw, or reported TaskOutcome::kFailed
     std::uint64_t cancelled = 0;  // dropped by shutdown(kCancel) or reported kCancelled
     std::size_t queued = 0;       // waiting in the queue
-    std::size_t busy = 0;         // workers holding a batch
+    std::size_t busy = 0;         // workers running a batch
     std::size_t workers = 0;
   };
 
