@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
+import itertools
 import os
 import threading
 import weakref
@@ -12,12 +14,15 @@ from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
+    AsyncIterator,
     Callable,
     Generator,
     Generic,
     Iterable,
+    Iterator,
     List,
     Optional,
+    Set,
     Type,
     TypeVar,
 )
@@ -235,6 +240,45 @@ class Pool:
         self._core.map_on_loop(notifier_for(loop), future, fn, items, copy_context())
         return future
 
+    def imap(
+        self,
+        fn: Callable[[T], R],
+        iterable: Iterable[T],
+        /,
+        *,
+        ordered: bool = True,
+        window: Optional[int] = None,
+    ) -> AsyncIterator[R]:
+        """Runs ``fn(item)`` for each item and yields the results as an async iterator, with at
+        most ``window`` calls in flight (default: four per worker).
+
+        The iterable is read lazily, only as results are consumed, so a huge or endless one
+        never fills memory: this is backpressure. With ``ordered=True`` results come in input
+        order; with ``ordered=False``, as they complete. The first exception raised by a call
+        ends the iteration with that exception. Leaving the loop early (``break``, an
+        exception, cancellation of the consuming task) cancels the calls not yet started.
+
+        Example, with a progress bar::
+
+            async for digest in pool.imap(hashlib.sha256, blobs, window=64):
+                store(digest)
+
+            with tqdm(total=len(blobs)) as bar:          # any progress bar works the same way
+                async for digest in pool.imap(hashlib.sha256, blobs, ordered=False):
+                    bar.update(1)
+
+        Raises:
+            TypeError: ``fn`` is not callable, ``window`` is not an int.
+            ValueError: ``window`` is less than 1.
+        """
+        if not callable(fn):
+            raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+        limit = 4 * self.workers if window is None else _check_workers(window, "window")
+        iterator = iter(iterable)
+        if ordered:
+            return _imap_ordered(self._run, fn, iterator, limit)
+        return _imap_unordered(self._run, fn, iterator, limit)
+
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stops accepting calls, as :meth:`concurrent.futures.Executor.shutdown` does.
 
@@ -293,6 +337,40 @@ class Pool:
             f"<offload.Pool name={self.name!r} workers={self.workers} {state}"
             f" queued={s['queued']} busy={s['busy']}>"
         )
+
+
+async def _imap_ordered(
+    run: Callable[..., "asyncio.Future[R]"], fn: Callable[[T], R], items: Iterator[T], window: int
+) -> AsyncIterator[R]:
+    pending: "collections.deque[asyncio.Future[R]]" = collections.deque()
+    try:
+        while True:
+            for item in itertools.islice(items, window - len(pending)):
+                pending.append(run(fn, item))
+            if not pending:
+                return
+            yield await pending.popleft()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+async def _imap_unordered(
+    run: Callable[..., "asyncio.Future[R]"], fn: Callable[[T], R], items: Iterator[T], window: int
+) -> AsyncIterator[R]:
+    pending: "Set[asyncio.Future[R]]" = set()
+    try:
+        while True:
+            for item in itertools.islice(items, window - len(pending)):
+                pending.add(run(fn, item))
+            if not pending:
+                return
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def _set_result_unless_done(future: "asyncio.Future[Any]", value: Any) -> None:
