@@ -211,3 +211,14 @@ def test_worker_threads_are_named_after_the_pool(gate: Gate) -> None:
         futures = [p.submit(name), p.submit(name)]
         barrier.wait()
         assert sorted(f.result(timeout=30) for f in futures) == ["grid-0", "grid-1"]
+
+
+def test_a_blocked_call_does_not_hold_back_calls_queued_behind_it(pool, gate: Gate) -> None:
+    blocked = pool.submit(gate.wait)
+    assert gate.entered.wait(30)
+    quick = [pool.submit(square, i) for i in range(20)]
+    # All finish on the other worker while the first call still blocks.
+    assert [f.result(timeout=30) for f in quick] == [i * i for i in range(20)]
+    assert not blocked.done()
+    gate.open()
+    assert blocked.result(timeout=30) is None

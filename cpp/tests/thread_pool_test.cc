@@ -81,7 +81,26 @@ TEST(ThreadPool, DefaultWorkerCountIsTheCpusAvailable) {
   EXPECT_EQ(pool.size(), ThreadPool::default_worker_count());
 }
 
-TEST(ThreadPool, SubmitAfterShutdownFailsAndCancelsTheTasksFuture) {
+TEST(ThreadPool, SubmitAfterShutdownFailsAndDestroysTheTaskCancellingItsFuture) {
+  ThreadPool pool(WithWorkers(1));
+  pool.shutdown();
+  EXPECT_TRUE(pool.is_shutdown());
+  Promise<int> promise;
+  Future<int> f = promise.get_future();
+  bool ran = false;
+  absl::Status s = pool.submit([p = std::move(promise), &ran]() mutable {
+    ran = true;
+    p.set_value(1);
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  // The refused task was destroyed synchronously: its promise settled the future.
+  EXPECT_TRUE(f.is_cancelled());
+  EXPECT_FALSE(ran);
+  EXPECT_THROW(f.get(), CancelledError);
+  EXPECT_EQ(pool.stats().submitted, 0u);
+}
+
+TEST(ThreadPool, RunAfterShutdownReturnsACancelledFutureWithoutRunningTheBody) {
   ThreadPool pool(WithWorkers(1));
   pool.shutdown();
   bool ran = false;
@@ -91,19 +110,24 @@ TEST(ThreadPool, SubmitAfterShutdownFailsAndCancelsTheTasksFuture) {
   });
   EXPECT_TRUE(f.is_cancelled());
   EXPECT_FALSE(ran);
-  EXPECT_EQ(pool.submit([] {}).code(), absl::StatusCode::kFailedPrecondition);
 }
 
-TEST(ThreadPool, ShutdownRunPendingDrainsTheQueue) {
+TEST(ThreadPool, ShutdownRunPendingDrainsTheQueueButRefusesNewTasks) {
   ThreadPool pool(WithWorkers(1));
-  absl::Notification gate;
-  ASSERT_TRUE(pool.submit([&] { gate.WaitForNotification(); }).ok());
+  Blocker blocker(pool);
   std::vector<Future<int>> futures;
   for (int i = 0; i < 50; ++i) futures.push_back(run(pool, [i] { return i; }));
   pool.shutdown(ThreadPool::Pending::kRun);
-  gate.Notify();
+  // Intake is closed even though queued work remains.
+  EXPECT_EQ(pool.submit([] {}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(pool.stats().queued, 50u);
+  blocker.release();
   pool.join();
   for (int i = 0; i < 50; ++i) EXPECT_EQ(futures[i].get(), i);
+  ThreadPool::Stats s = pool.stats();
+  EXPECT_EQ(s.completed, 51u);
+  EXPECT_EQ(s.cancelled, 0u);
+  EXPECT_EQ(s.queued, 0u);
 }
 
 TEST(ThreadPool, ShutdownCancelDropsQueuedTasksAndCancelsTheirFutures) {
@@ -118,38 +142,78 @@ TEST(ThreadPool, ShutdownCancelDropsQueuedTasksAndCancelsTheirFutures) {
   std::atomic<int> ran{0};
   std::vector<Future<int>> queued;
   for (int i = 0; i < 10; ++i) queued.push_back(run(pool, [&] { return ++ran; }));
+  EXPECT_EQ(pool.stats().queued, 10u);
   pool.shutdown(ThreadPool::Pending::kCancel);
+  // Dropped synchronously by shutdown(), while the running task is still blocked.
   for (auto& f : queued) EXPECT_TRUE(f.is_cancelled());
+  EXPECT_EQ(running.status(), FutureStatus::kRunning);
+  ThreadPool::Stats s = pool.stats();
+  EXPECT_EQ(s.cancelled, 10u);
+  EXPECT_EQ(s.queued, 0u);
   gate.Notify();
   pool.join();
-  EXPECT_EQ(running.get(), 7);
+  EXPECT_EQ(running.get(), 7);  // the running task is not interrupted
   EXPECT_EQ(ran.load(), 0);
-  EXPECT_EQ(pool.stats().cancelled, 10u);
+  s = pool.stats();
+  EXPECT_EQ(s.cancelled, 10u);
+  EXPECT_EQ(s.completed, 1u);
+  EXPECT_EQ(s.submitted, 11u);
+}
+
+TEST(ThreadPool, WaitIdleReturnsOnlyAfterEveryQueuedTaskFinished) {
+  ThreadPool pool(WithWorkers(1));
+  Blocker blocker(pool);
+  std::atomic<int> done{0};
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(pool.submit([&] { done.fetch_add(1); }).ok());
+  EXPECT_FALSE(pool.wait_idle_for(absl::ZeroDuration()));
+  blocker.release();
+  pool.wait_idle();
+  EXPECT_EQ(done.load(), 20);
+  ThreadPool::Stats s = pool.stats();
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_EQ(s.busy, 0u);
 }
 
 TEST(ThreadPool, WaitIdleForTimesOutWhileATaskIsBlocked) {
   ThreadPool pool(WithWorkers(2));
   absl::Notification gate;
   ASSERT_TRUE(pool.submit([&] { gate.WaitForNotification(); }).ok());
+  const absl::Time before = absl::Now();
   EXPECT_FALSE(pool.wait_idle_for(absl::Milliseconds(20)));
+  EXPECT_GE(absl::Now() - before, absl::Milliseconds(19));
   gate.Notify();
   EXPECT_TRUE(pool.wait_idle_for(absl::Seconds(30)));
 }
 
-TEST(ThreadPool, StatsCountOutcomes) {
+TEST(ThreadPool, WaitIdleForOnAnIdlePoolIsTrueAtOnce) {
+  ThreadPool pool(WithWorkers(2));
+  EXPECT_TRUE(pool.wait_idle_for(absl::ZeroDuration()));
+}
+
+TEST(ThreadPool, StatsCountSubmittedCompletedFailedAndCancelled) {
   ThreadPool pool(WithWorkers(2));
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(pool.submit([] {}).ok());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.submit([] { throw std::runtime_error("x"); }).ok());
   ASSERT_TRUE(pool.submit([] { this_task::report(TaskOutcome::kCancelled); }).ok());
+  ASSERT_TRUE(pool.submit([] { this_task::report(TaskOutcome::kFailed); }).ok());
+  // A run() body that throws is reported as failed too, and its future keeps the error.
+  Future<int> thrown = run(pool, []() -> int { throw std::out_of_range("r"); });
+  EXPECT_THROW(thrown.get(), std::out_of_range);
   pool.wait_idle();
   ThreadPool::Stats s = pool.stats();
-  EXPECT_EQ(s.submitted, 9u);
+  EXPECT_EQ(s.submitted, 11u);
   EXPECT_EQ(s.completed, 5u);
-  EXPECT_EQ(s.failed, 3u);
+  EXPECT_EQ(s.failed, 5u);
   EXPECT_EQ(s.cancelled, 1u);
   EXPECT_EQ(s.queued, 0u);
   EXPECT_EQ(s.busy, 0u);
   EXPECT_EQ(s.workers, 2u);
+}
+
+TEST(ThreadPool, AThrowingTaskDoesNotKillItsWorker) {
+  ThreadPool pool(WithWorkers(1));
+  ASSERT_TRUE(pool.submit([] { throw 42; }).ok());
+  EXPECT_EQ(run(pool, [] { return 5; }).get(), 5);
 }
 
 TEST(ThreadPool, StatsShowQueuedAndBusyWhileBlocked) {
@@ -197,85 +261,187 @@ TEST(ThreadPool, MaxBatchBoundsTheTasksTakenAtOnce) {
   EXPECT_GE(batches.load(), 1 + 20 / 4);
 }
 
-TEST(ThreadPool, IsWorkerThreadOnlyInsideTasks) {
+TEST(ThreadPool, IsWorkerThreadOnlyOnThisPoolsWorkers) {
   ThreadPool pool(WithWorkers(1));
+  ThreadPool other(WithWorkers(1));
   EXPECT_FALSE(pool.is_worker_thread());
-  Future<bool> inside = run(pool, [&] { return pool.is_worker_thread(); });
-  EXPECT_TRUE(inside.get());
+  EXPECT_TRUE(run(pool, [&] { return pool.is_worker_thread(); }).get());
+  EXPECT_FALSE(run(other, [&] { return pool.is_worker_thread(); }).get());
+  EXPECT_FALSE(run(pool, [&] { return other.is_worker_thread(); }).get());
 }
 
-TEST(ThreadPool, WorkerThreadsAreNamedAfterThePool) {
-  ThreadPool pool(WithWorkers(1, "named"));
-  Future<std::string> name = run(pool, [] {
-    char buf[16] = {};
-    pthread_getname_np(pthread_self(), buf, sizeof(buf));
-    return std::string(buf);
-  });
-  EXPECT_EQ(name.get(), "named-0");
+std::string CurrentThreadName() {
+  char buf[16] = {};
+  pthread_getname_np(pthread_self(), buf, sizeof(buf));
+  return std::string(buf);
+}
+
+TEST(ThreadPool, WorkerThreadsAreNamedNameDashIndex) {
+  absl::Mutex mu;
+  std::set<std::string> names;
+  absl::BlockingCounter started(3);
+  ThreadPool::Options o = WithWorkers(3, "named");
+  o.hooks.on_start = [&](std::size_t) {
+    {
+      absl::MutexLock l(&mu);
+      names.insert(CurrentThreadName());
+    }
+    started.DecrementCount();
+  };
+  ThreadPool pool(std::move(o));
+  started.Wait();
+  absl::MutexLock l(&mu);
+  EXPECT_EQ(names, (std::set<std::string>{"named-0", "named-1", "named-2"}));
+}
+
+TEST(ThreadPool, LongThreadNamesAreCutToFifteenBytes) {
+  ThreadPool pool(WithWorkers(1, "averyveryverylongname"));
+  EXPECT_EQ(run(pool, [] { return CurrentThreadName(); }).get(), "averyveryverylo");
 }
 
 TEST(ThreadPool, ATaskMayDestroyItsOwnPool) {
-  auto pool = std::make_unique<ThreadPool>(WithWorkers(2));
+  std::atomic<int> stops{0};
+  ThreadPool::Options o = WithWorkers(2);
+  o.hooks.on_stop = [&stops] { stops.fetch_add(1); };
+  auto pool = std::make_unique<ThreadPool>(std::move(o));
   ThreadPool* raw = pool.get();
   absl::Notification destroyed;
+  std::atomic<int> stops_seen_inside{-1};
   ASSERT_TRUE(raw->submit([&] {
-                    pool.reset();
+                    pool.reset();  // ~ThreadPool on its own worker: must not self-join
+                    stops_seen_inside = stops.load();
                     destroyed.Notify();
                   }).ok());
-  EXPECT_TRUE(destroyed.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(destroyed.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(pool, nullptr);
+  // The destructor waited for the other worker, but not for the one it runs on.
+  EXPECT_EQ(stops_seen_inside.load(), 1);
+}
+
+TEST(ThreadPool, ATaskMayJoinItsOwnPool) {
+  std::atomic<int> stops{0};
+  ThreadPool::Options o = WithWorkers(3);
+  o.hooks.on_stop = [&stops] { stops.fetch_add(1); };
+  ThreadPool pool(std::move(o));
+  absl::Notification joined;
+  std::atomic<int> stops_seen_inside{-1};
+  ASSERT_TRUE(pool.submit([&] {
+                    pool.shutdown();
+                    pool.join();  // skips the calling worker
+                    stops_seen_inside = stops.load();
+                    joined.Notify();
+                  }).ok());
+  ASSERT_TRUE(joined.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(stops_seen_inside.load(), 2);
+  pool.join();  // now waits for the last worker too
+  EXPECT_EQ(stops.load(), 3);
 }
 
 TEST(ThreadPool, ConcurrentJoinsReturnOnlyAfterEveryWorkerExited) {
-  std::atomic<int> stopped{0};
-  ThreadPool::Options o = WithWorkers(2);
-  o.hooks.on_stop = [&] { stopped.fetch_add(1); };
-  ThreadPool pool(std::move(o));
-  absl::Notification gate;
-  ASSERT_TRUE(pool.submit([&] { gate.WaitForNotification(); }).ok());
-  pool.shutdown();
-  std::thread a([&] {
-    pool.join();
-    EXPECT_EQ(stopped.load(), 2);
-  });
-  std::thread b([&] {
-    pool.join();
-    EXPECT_EQ(stopped.load(), 2);
-  });
-  gate.Notify();
-  a.join();
-  b.join();
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<int> stopped{0};
+    ThreadPool::Options o = WithWorkers(2);
+    o.hooks.on_stop = [&] { stopped.fetch_add(1); };
+    ThreadPool pool(std::move(o));
+    Blocker blocker(pool);
+    pool.shutdown();
+    std::atomic<int> returned{0};
+    std::thread a([&] {
+      pool.join();
+      EXPECT_EQ(stopped.load(), 2);
+      returned.fetch_add(1);
+    });
+    std::thread b([&] {
+      pool.join();
+      EXPECT_EQ(stopped.load(), 2);
+      returned.fetch_add(1);
+    });
+    // Neither join may return while a worker is still blocked.
+    EXPECT_EQ(returned.load(), 0);
+    blocker.release();
+    a.join();
+    b.join();
+    EXPECT_EQ(returned.load(), 2);
+  }
 }
 
-TEST(ThreadPool, RaceSubmitAgainstShutdownLosesNothing) {
-  for (int round = 0; round < 20; ++round) {
+// Producers submit run() tasks while another thread shuts the pool down: every future ends
+// with a value (its body ran) or cancelled (its body did not), never pending.
+TEST(ThreadPool, RaceSubmitAgainstShutdownSettlesEveryFuture) {
+  constexpr int kProducers = 3, kPerProducer = 400, kTotal = kProducers * kPerProducer;
+  for (int round = 0; round < 16; ++round) {
+    const bool cancel = round % 2 == 1;
     ThreadPool pool(WithWorkers(2));
-    constexpr int kProducers = 4, kPerProducer = 500;
-    std::vector<std::vector<Future<int>>> futures(kProducers);
-    std::atomic<int> ran{0};
+    std::vector<Future<int>> futures(kTotal);
+    std::vector<std::atomic<int>> ran(kTotal);
+    for (auto& r : ran) r.store(0);
+    std::atomic<int> submitted{0};
+    absl::Notification quarter_submitted;
     std::vector<std::thread> producers;
     for (int p = 0; p < kProducers; ++p) {
       producers.emplace_back([&, p] {
-        for (int i = 0; i < kPerProducer; ++i) {
-          futures[p].push_back(run(pool, [&ran, i] {
-            ran.fetch_add(1);
+        for (int i = p * kPerProducer; i < (p + 1) * kPerProducer; ++i) {
+          futures[i] = run(pool, [&ran, i] {
+            ran[i].fetch_add(1);
             return i;
-          }));
+          });
+          if (submitted.fetch_add(1) + 1 == kTotal / 4) quarter_submitted.Notify();
         }
       });
     }
-    pool.shutdown(round % 2 ? ThreadPool::Pending::kCancel : ThreadPool::Pending::kRun);
+    std::thread stopper([&] {
+      quarter_submitted.WaitForNotification();
+      pool.shutdown(cancel ? ThreadPool::Pending::kCancel : ThreadPool::Pending::kRun);
+    });
     for (auto& t : producers) t.join();
+    stopper.join();
     pool.join();
     int values = 0;
-    for (auto& list : futures) {
-      for (auto& f : list) {
-        ASSERT_TRUE(f.is_ready());
-        if (f.has_value()) ++values;
-        else EXPECT_TRUE(f.is_cancelled());
+    for (int i = 0; i < kTotal; ++i) {
+      const Future<int>& f = futures[i];
+      ASSERT_TRUE(f.valid());
+      ASSERT_TRUE(f.is_ready()) << "pending future " << i;
+      if (f.has_value()) {
+        ++values;
+        EXPECT_EQ(f.get(), i);
+        EXPECT_EQ(ran[i].load(), 1) << i;
+      } else {
+        EXPECT_TRUE(f.is_cancelled()) << i;
+        EXPECT_EQ(ran[i].load(), 0) << i;
       }
     }
-    EXPECT_EQ(values, ran.load());
+    if (!cancel) {
+      EXPECT_GE(values, kTotal / 4);  // accepted before shutdown, then drained
+    }
+    ThreadPool::Stats s = pool.stats();
+    EXPECT_EQ(s.completed, static_cast<std::uint64_t>(values));
+    EXPECT_EQ(s.submitted, s.completed + s.cancelled);
   }
+}
+
+}  // namespace
+}  // namespace offload
+
+namespace offload {
+namespace {
+
+// A worker must not take tasks out of the queue ahead of time: while one worker is blocked
+// in a task, everything queued behind it runs on the other worker.
+TEST(ThreadPool, ABlockedTaskDoesNotHoldBackTasksQueuedBehindIt) {
+  ThreadPool pool(WithWorkers(2));
+  absl::Notification gate;
+  ASSERT_TRUE(pool.submit([&] { gate.WaitForNotification(); }).ok());
+  std::atomic<int> quick{0};
+  absl::Notification all_quick_done;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(pool.submit([&] {
+                      if (quick.fetch_add(1) + 1 == 20) all_quick_done.Notify();
+                    }).ok());
+  }
+  // All 20 finish while the first task still blocks its worker.
+  EXPECT_TRUE(all_quick_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  gate.Notify();
+  pool.wait_idle();
 }
 
 }  // namespace
