@@ -61,25 +61,33 @@ class ThreadPool::State {
     dropped.clear();  // outside the lock
   }
 
-  // Joins the threads it finds, then waits until every worker (but the caller, if it is one)
-  // has exited, so that a second concurrent join() does not return early.
+  // A non-worker joins the threads it finds and waits until every worker has exited. A worker
+  // never blocks in std::thread::join (two workers joining each other would deadlock): it
+  // detaches the threads and waits until only workers that are themselves inside join()
+  // remain; they exit once their tasks return. Either way a second concurrent join() does not
+  // return early.
   void join() {
+    const bool worker = is_worker_thread();
     std::vector<std::thread> threads;
     {
       absl::MutexLock l(&mu_);
       threads.swap(threads_);
+      if (worker) ++workers_in_join_;
     }
-    const std::thread::id self = std::this_thread::get_id();
     for (std::thread& t : threads) {
-      if (t.get_id() == self) {
-        t.detach();  // a worker joining its own pool: it exits once its task returns
+      if (worker) {
+        t.detach();  // each keeps the State alive through its own shared_ptr
       } else {
         t.join();
       }
     }
-    const std::size_t self_alive = is_worker_thread() ? 1 : 0;
     absl::MutexLock l(&mu_);
-    while (alive_ > self_alive) exit_cv_.Wait(&mu_);
+    if (worker) {
+      while (alive_ > workers_in_join_) exit_cv_.Wait(&mu_);
+      --workers_in_join_;
+    } else {
+      while (alive_ > 0) exit_cv_.Wait(&mu_);
+    }
   }
 
   void wait_idle() {
@@ -217,6 +225,7 @@ class ThreadPool::State {
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
   std::size_t alive_ ABSL_GUARDED_BY(mu_) = 0;  // workers that have not exited
+  std::size_t workers_in_join_ ABSL_GUARDED_BY(mu_) = 0;  // workers blocked in join()
   std::size_t idle_ ABSL_GUARDED_BY(mu_) = 0;  // workers parked on work_cv_
   std::size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // workers running a batch
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -312,7 +312,8 @@ TEST(Future, WhenAllOverPoolTasksKeepsSubmissionOrder) {
   ThreadPool pool(std::move(o));
   std::vector<Future<int>> in;
   for (int i = 0; i < 100; ++i) in.push_back(run(pool, [i] { return i * i; }));
-  const std::vector<Future<int>>& out = when_all(in).get();
+  Future<std::vector<Future<int>>> all = when_all(in);  // keeps the result alive
+  const std::vector<Future<int>>& out = all.get();
   ASSERT_EQ(out.size(), 100u);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(out[i].get(), i * i);
 }

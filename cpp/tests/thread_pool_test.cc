@@ -446,3 +446,37 @@ TEST(ThreadPool, ABlockedTaskDoesNotHoldBackTasksQueuedBehindIt) {
 
 }  // namespace
 }  // namespace offload
+
+namespace offload {
+namespace {
+
+// Found by review: two workers that each join their own pool used to wait for each other.
+TEST(ThreadPool, TwoWorkersJoiningTheirOwnPoolDoNotDeadlock) {
+  for (int round = 0; round < 20; ++round) {
+    auto pool = std::make_shared<ThreadPool>(WithWorkers(2));
+    std::atomic<int> inside{0};
+    absl::Notification both_inside;
+    absl::BlockingCounter both_joined(2);
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(pool->submit([&, p = pool.get()] {
+                        if (inside.fetch_add(1) + 1 == 2) both_inside.Notify();
+                        both_inside.WaitForNotification();  // both workers join at once
+                        p->shutdown();
+                        p->join();
+                        both_joined.DecrementCount();
+                      }).ok());
+    }
+    absl::Notification done;
+    std::thread watcher([&] {
+      both_joined.Wait();
+      done.Notify();
+    });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30))) << "round " << round;
+    watcher.join();
+    pool->join();  // from outside: returns once both workers have exited
+    EXPECT_EQ(pool->stats().completed, 2u);
+  }
+}
+
+}  // namespace
+}  // namespace offload

@@ -83,10 +83,13 @@ class ThreadPool final : public Executor {
 
   // Stops intake; idempotent. kCancel also destroys every queued task without running it.
   void shutdown(Pending pending = Pending::kRun);
-  // Waits until every worker has exited (call after shutdown()). Skips the calling worker.
+  // Waits until every worker has exited (call after shutdown()). Called from a worker, it
+  // waits for every other worker that is not itself in join(); the caller exits once its
+  // task returns.
   void join();
 
-  // Waits until the queue is empty and no worker is running a task.
+  // Waits until the queue is empty and no worker is running a task. Never call it from one
+  // of this pool's tasks: that task keeps the pool busy, so it would wait forever.
   void wait_idle();
   // As wait_idle(), for at most `timeout`; true when idle.
   bool wait_idle_for(absl::Duration timeout);
