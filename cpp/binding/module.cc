@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "channels.h"
 #include "jobs.h"
 #include "offload/future.h"
 #include "offload/notifier.h"
@@ -29,7 +30,6 @@ namespace {
 struct Imports {
   PyObject* timeout_error;    // concurrent.futures.TimeoutError
   PyObject* cancelled_error;  // concurrent.futures.CancelledError
-  unsigned long main_thread;  // threading.main_thread().ident
 };
 Imports imports;
 
@@ -67,25 +67,13 @@ class PyFuture {
  public:
   explicit PyFuture(Future<Outcome> future) : future_(std::move(future)) {}
 
-  // Waits with the GIL released. On the main thread it wakes every 100 ms to run signal
-  // handlers, so Ctrl-C interrupts result() as it does concurrent.futures.
+  // Waits with the GIL released (wait_without_gil: Ctrl-C works on the main thread).
   bool wait(std::optional<double> timeout) const {
     if (future_.is_ready()) return true;
-    const absl::Time deadline =
-        timeout ? absl::Now() + absl::Seconds(std::max(0.0, *timeout)) : absl::InfiniteFuture();
-    const bool main_thread = PyThread_get_thread_ident() == imports.main_thread;
-    for (;;) {
-      const absl::Time until =
-          main_thread ? std::min(deadline, absl::Now() + absl::Milliseconds(100)) : deadline;
-      bool ready;
-      {
-        pyb::gil_scoped_release nogil;
-        ready = future_.wait_until(until);
-      }
-      if (ready) return true;
-      if (PyErr_CheckSignals() < 0) throw pyb::error_already_set();
-      if (absl::Now() >= deadline) return false;
-    }
+    const WaitEnd end = wait_without_gil([&](absl::Time t) { return future_.wait_until(t); },
+                                         deadline_after(timeout ? &*timeout : nullptr));
+    if (end == WaitEnd::kSignal) throw pyb::error_already_set();
+    return end == WaitEnd::kReady;
   }
 
   // The outcome of a settled future; null when it was cancelled.
@@ -451,11 +439,11 @@ PYBIND11_MODULE(_core, m) {
     pyb::module_ cf = pyb::module_::import("concurrent.futures");
     imports.timeout_error = pyb::object(cf.attr("TimeoutError")).release().ptr();
     imports.cancelled_error = pyb::object(cf.attr("CancelledError")).release().ptr();
-    imports.main_thread =
-        pyb::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    set_main_thread(
+        pyb::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
   }
 
-  m.doc() = "offload's native core: thread pool, futures and loop notifiers (internal API).";
+  m.doc() = "offload's native core: thread pool, futures, channels and loop notifiers (internal API).";
 
   pyb::class_<Notifier, std::shared_ptr<Notifier>>(m, "Notifier")
       .def(pyb::init([]() { return std::make_shared<Notifier>(); }))
@@ -538,4 +526,5 @@ PYBIND11_MODULE(_core, m) {
   get_running_loop = pyb::object(pyb::module_::import("asyncio").attr("get_running_loop")).release().ptr();
   create_future_name = PyUnicode_InternFromString("create_future");
   m.def("reset_after_fork", &reset_garbage_after_fork);
+  bind_channels(m);
 }

@@ -39,6 +39,7 @@ struct WorkerState {
 thread_local WorkerState worker;
 
 Names* interned = nullptr;
+unsigned long main_thread_ident = 0;
 
 }  // namespace
 
@@ -274,6 +275,9 @@ bool future_done(PyObject* future) {
   Py_DECREF(r);
   return done;
 }
+
+void set_main_thread(unsigned long ident) { main_thread_ident = ident; }
+bool on_main_thread() { return PyThread_get_thread_ident() == main_thread_ident; }
 
 const Names& names() { return *interned; }
 

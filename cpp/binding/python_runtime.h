@@ -17,7 +17,11 @@
 
 #include <Python.h>
 
+#include <algorithm>
 #include <utility>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace offload::py {
 
@@ -129,6 +133,38 @@ void complete_loop_future(PyObject* future, const Outcome* outcome);
 
 // fut.done() for an asyncio or concurrent future; a failure counts as done. GIL held.
 bool future_done(PyObject* future);
+
+// The main thread's ident (threading.main_thread().ident), recorded at module import.
+void set_main_thread(unsigned long ident);
+bool on_main_thread();
+
+enum class WaitEnd { kReady, kDeadline, kSignal };
+
+// Calls `wait_until(t)` — which blocks until ready (returning true) or until `t` (false) — with
+// the GIL released, until ready or `deadline`. On the main thread it wakes every 100 ms to run
+// signal handlers, so Ctrl-C interrupts the wait as it does in concurrent.futures: a handler
+// that raises ends the wait with kSignal and the exception set. GIL held on entry and exit.
+template <class WaitUntil>
+WaitEnd wait_without_gil(WaitUntil wait_until, absl::Time deadline) {
+  const bool main_thread = on_main_thread();
+  for (;;) {
+    const absl::Time until =
+        main_thread ? std::min(deadline, absl::Now() + absl::Milliseconds(100)) : deadline;
+    bool ready;
+    Py_BEGIN_ALLOW_THREADS
+    ready = wait_until(until);
+    Py_END_ALLOW_THREADS
+    if (ready) return WaitEnd::kReady;
+    if (PyErr_CheckSignals() < 0) return WaitEnd::kSignal;
+    if (absl::Now() >= deadline) return WaitEnd::kDeadline;
+  }
+}
+
+// A timeout in seconds (None: forever) as a deadline; a negative timeout is already past.
+inline absl::Time deadline_after(const double* timeout_seconds) {
+  if (timeout_seconds == nullptr) return absl::InfiniteFuture();
+  return absl::Now() + absl::Seconds(std::max(0.0, *timeout_seconds));
+}
 
 // Interned attribute names, created at module import.
 struct Names {

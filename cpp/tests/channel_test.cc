@@ -132,6 +132,24 @@ TEST(Channel, WaitingSendersAreServedInArrivalOrderThroughTheBuffer) {
   for (auto& t : threads) t.join();
 }
 
+TEST(Channel, StatsCountHandOffsToAndFromWaitingParties) {
+  Channel<int> ch(0);
+  constexpr int kItems = 50;
+  std::thread sender([&] {
+    for (int i = 0; i < kItems; ++i) ASSERT_EQ(ch.send(int{i}), Status::kOk);
+  });
+  for (int i = 0; i < kItems; ++i) {
+    int v = -1;
+    ASSERT_EQ(ch.recv(&v), Status::kOk);
+    EXPECT_EQ(v, i);
+  }
+  sender.join();
+  Channel<int>::Stats s = ch.stats();
+  EXPECT_EQ(s.sent, std::uint64_t{kItems});
+  EXPECT_EQ(s.received, std::uint64_t{kItems});
+  EXPECT_EQ(s.waiting_senders + s.waiting_receivers, 0u);
+}
+
 TEST(Channel, ARecvTimesOutAndLeavesNoWaiterBehind) {
   Channel<int> ch(1);
   int v = 0;
@@ -406,6 +424,9 @@ void StressCountsEveryItem(std::size_t capacity) {
   EXPECT_GT(sent_count.load(), 0);
   EXPECT_EQ(received_count.load(), sent_count.load());
   EXPECT_EQ(received_sum.load(), sent_sum.load());
+  EXPECT_EQ(a.stats().sent + b.stats().sent, static_cast<std::uint64_t>(sent_count.load()));
+  EXPECT_EQ(a.stats().received + b.stats().received,
+            static_cast<std::uint64_t>(received_count.load()));
   EXPECT_EQ(a.stats().waiting_receivers + b.stats().waiting_receivers, 0u);
 }
 

@@ -11,20 +11,46 @@ cost of :func:`asyncio.to_thread`::
             sizes = await pool.map(len, [b"a", b"bb"])             # ordered list
         return digest.digest()
 
+Channels carry items between threads and coroutines on any loops::
+
+    ch = offload.Channel(capacity=128)       # > 0 bounded, 0 rendezvous, None unbounded
+    ch.send_blocking(item)                   # from a thread (GIL released while waiting)
+    item = await ch.recv()                   # from a coroutine, on any loop
+
 The awaitables are the loop's own futures, completed on the loop's thread in batches: one
 wake-up per burst of results, whatever the number of results.
 """
 
+from ._channel import (
+    Channel,
+    ChannelClosed,
+    ChannelStats,
+    Operation,
+    Selected,
+    WouldBlock,
+    select,
+    select_blocking,
+    select_nowait,
+)
 from ._executor import Executor
 from ._pool import Future, Pool, PoolStats, cancelled, default_pool, run
 
 __all__ = [
+    "Channel",
+    "ChannelClosed",
+    "ChannelStats",
     "Executor",
     "Future",
+    "Operation",
     "Pool",
     "PoolStats",
+    "Selected",
+    "WouldBlock",
     "cancelled",
     "default_pool",
     "run",
+    "select",
+    "select_blocking",
+    "select_nowait",
 ]
 __version__ = "0.1.0"

@@ -290,6 +290,7 @@ bool Channel<T>::try_complete(Op* op, internal::WakeList* wakes) {
     }
     if (Op* receiver = receivers_.claim_first()) {
       receiver->item = std::move(op->item);
+      ++received_;  // the waiting receiver's receive happened too
       wakes->push_back(receiver->waiter);
     } else if (buffer_.size() < capacity_) {
       buffer_.push_back(std::move(*op->item));
@@ -307,6 +308,7 @@ bool Channel<T>::try_complete(Op* op, internal::WakeList* wakes) {
   } else if (Op* sender = senders_.claim_first()) {
     op->item = std::move(sender->item);
     sender->item.reset();
+    ++sent_;  // the waiting sender's send happened too
     wakes->push_back(sender->waiter);
   } else if (closed_) {
     op->closed = true;
@@ -325,6 +327,7 @@ void Channel<T>::refill(internal::WakeList* wakes) {
     if (sender == nullptr) return;
     buffer_.push_back(std::move(*sender->item));
     sender->item.reset();
+    ++sent_;
     wakes->push_back(sender->waiter);
   }
 }

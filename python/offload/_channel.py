@@ -1,0 +1,456 @@
+"""Channels: multi-producer, multi-consumer queues shared by coroutines on any event loop,
+plain threads and select, that never lose or duplicate an item.
+
+The C++ core (``offload::Channel``) does the hand-off: a sender that finds a waiting receiver
+gives the item straight to it, first come first served, and a woken receiver has already been
+served, so nobody overtakes it. A coroutine waits on its own loop's notifier; the item stays in
+the core's waiter until the resumed coroutine takes it, so cancellation can never drop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Generic, Iterator, NamedTuple, Optional, Tuple, TypeVar
+
+from . import _core
+from ._loop import notifier_for
+
+T = TypeVar("T")
+
+_get_running_loop = asyncio.get_running_loop
+_CancelledError = asyncio.CancelledError
+
+
+class ChannelClosed(Exception):
+    """The channel is closed: raised by every send after :meth:`Channel.close`, and by
+    receives once the items buffered before the close are drained.
+
+    ``op`` is the :class:`Operation` that met the closed channel when a select raised it,
+    else ``None``.
+    """
+
+    op: Optional["Operation"] = None
+
+
+class WouldBlock(Exception):
+    """A ``*_nowait`` operation (or :func:`select_nowait`) could not happen at once."""
+
+
+# Marks "nothing buffered" from the core's poll(), and a receive among select operations.
+_EMPTY = object()
+_RECV = object()
+_core.set_channel_types(ChannelClosed, WouldBlock, _EMPTY, _RECV)
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Counters of a channel, read at one moment.
+
+    ``sent`` counts items accepted by the channel, ``received`` items taken out of it (an item
+    a cancelled receiver gave back is counted once, when it is finally received), so
+    ``sent - received`` items are buffered or being handed over. ``waiting_senders`` and
+    ``waiting_receivers`` count parties blocked on the channel (threads, coroutines, selects).
+    """
+
+    capacity: Optional[int]
+    buffered: int
+    waiting_senders: int
+    waiting_receivers: int
+    sent: int
+    received: int
+    closed: bool
+
+
+def _check_capacity(capacity: Optional[int]) -> Optional[int]:
+    if capacity is None:
+        return None
+    if isinstance(capacity, bool) or not isinstance(capacity, int):
+        raise TypeError(
+            f"offload: Channel capacity must be an int or None, got {type(capacity).__name__}"
+        )
+    if capacity < 0:
+        raise ValueError(f"offload: Channel capacity must be >= 0 (0: rendezvous), got {capacity}")
+    return capacity
+
+
+def _check_timeout(timeout: Optional[float]) -> Optional[float]:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"offload: timeout must be a number or None, got {type(timeout).__name__}")
+    if timeout != timeout:
+        raise ValueError("offload: timeout must not be NaN")
+    return float(timeout)
+
+
+def _closed(op: Optional["Operation"] = None) -> ChannelClosed:
+    error = ChannelClosed("offload: the channel is closed")
+    error.op = op
+    return error
+
+
+async def _settle(
+    future: "asyncio.Future[None]", waiter: Any, expired: Optional[BaseException] = None
+) -> Tuple[int, bool, bool]:
+    """Awaits a loop waiter; returns (index, is_send, closed) of the operation that happened.
+
+    Interrupted before any operation happened (cancelled, timed out, the coroutine closed), it
+    withdraws every operation and re-raises. If one happened at that instant:
+      * a receive gives its item back to the channel and the interruption is raised;
+      * a send has delivered its item, so the send *happened*: it returns normally, and a
+        cancellation is requested again so that it is not lost (it arrives at the task's next
+        await) — a CancelledError from a send always means the item was not delivered;
+      * the select's own deadline (`expired`) lost the race: the outcome is returned.
+    """
+    try:
+        await future
+    except BaseException as exc:
+        if waiter.withdraw():
+            raise
+        outcome: Tuple[int, bool, bool] = waiter.happened()
+        _, is_send, closed = outcome
+        if exc is expired:
+            return outcome
+        if closed:
+            raise
+        if not is_send:
+            waiter.give_back()
+            raise
+        if isinstance(exc, _CancelledError):
+            task = asyncio.current_task()
+            if task is not None:
+                task.cancel(*exc.args[:1])
+            return outcome
+        raise
+    return waiter.happened()  # type: ignore[no-any-return]
+
+
+class Channel(Generic[T]):
+    """A multi-producer, multi-consumer channel of Python objects, shared by coroutines on any
+    number of event loops, by plain threads and by :func:`select`.
+
+    ``capacity`` is required: ``> 0`` buffers that many items, ``0`` makes a rendezvous channel
+    (a send completes when a receiver takes the item), ``None`` is unbounded.
+
+    Example: a blocking reader thread feeding coroutines::
+
+        lines: offload.Channel[str] = offload.Channel(capacity=128)
+
+        def reader(path):                       # a plain thread
+            with open(path) as f:
+                for line in f:
+                    lines.send_blocking(line)   # waits (GIL released) while the channel is full
+            lines.close()
+
+        async def consumer():
+            async for line in lines:            # until closed and drained
+                await handle(line)
+
+    Ordering: items are received in the order they were sent, and waiting parties are served
+    first come, first served: a sender hands its item straight to the longest-waiting
+    receiver, which cannot be overtaken.
+
+    Close: :meth:`close` makes every later send raise :class:`ChannelClosed` and wakes every
+    waiter. Waiting senders get :class:`ChannelClosed` (their items were not delivered).
+    Receivers drain the items buffered before the close, then get :class:`ChannelClosed`.
+
+    Cancellation: a cancelled :meth:`recv` never loses an item — one already handed to it goes
+    back to the head of the channel (or to the next waiting receiver). A :meth:`send` that
+    raises ``CancelledError`` (or a ``send_blocking`` that raises ``TimeoutError``) did not
+    deliver its item. If a receiver took the item at the very instant the sending task was
+    cancelled, ``send`` returns normally (the item *was* delivered) and the task's cancellation
+    is requested again, so it takes effect at the task's next ``await``.
+
+    Raises:
+        TypeError: ``capacity`` is not an int or None.
+        ValueError: ``capacity`` is negative.
+    """
+
+    __slots__ = ("_core", "_poll", "_offer", "__weakref__")
+
+    def __init__(self, capacity: Optional[int]) -> None:
+        self._core = _core.Channel(_check_capacity(capacity))
+        self._poll = self._core.poll
+        self._offer = self._core.offer
+
+    # -- coroutines ---------------------------------------------------------------------------
+
+    async def send(self, item: T) -> None:
+        """Sends ``item``, waiting while the channel is full (or, for a rendezvous channel,
+        until a receiver takes it). Works in any running event loop.
+
+        Raises:
+            ChannelClosed: the channel is closed (before or while waiting); not delivered.
+            asyncio.CancelledError: the task was cancelled; the item was not delivered.
+        """
+        if self._offer(item):
+            return
+        loop = _get_running_loop()
+        future = loop.create_future()
+        waiter = self._core.send_waiter(item, notifier_for(loop), future)
+        _, _, closed = await _settle(future, waiter)
+        if closed:
+            raise _closed()
+
+    async def recv(self) -> T:
+        """Receives the next item, waiting until one is sent. Works in any running event loop.
+
+        Raises:
+            ChannelClosed: the channel is closed and drained.
+            asyncio.CancelledError: the task was cancelled; no item was taken (one handed
+                over at that instant went back to the channel).
+        """
+        item = self._poll()
+        if item is _EMPTY:
+            loop = _get_running_loop()
+            future = loop.create_future()
+            waiter = self._core.recv_waiter(notifier_for(loop), future)
+            _, _, closed = await _settle(future, waiter)
+            if closed:
+                raise _closed()
+            item = waiter.take()
+        return item  # type: ignore[no-any-return]
+
+    # -- no waiting ---------------------------------------------------------------------------
+
+    def send_nowait(self, item: T) -> None:
+        """Sends ``item`` if that can happen at once (buffer space, or a waiting receiver).
+
+        Raises:
+            WouldBlock: the channel is full (or no receiver waits on a rendezvous channel).
+            ChannelClosed: the channel is closed.
+        """
+        if not self._offer(item):
+            raise WouldBlock("offload: the channel is full")
+
+    def recv_nowait(self) -> T:
+        """Receives an item if one is ready at once.
+
+        Raises:
+            WouldBlock: nothing is buffered and no sender waits.
+            ChannelClosed: the channel is closed and drained.
+        """
+        item = self._poll()
+        if item is _EMPTY:
+            raise WouldBlock("offload: the channel is empty")
+        return item  # type: ignore[no-any-return]
+
+    # -- threads ------------------------------------------------------------------------------
+
+    def send_blocking(self, item: T, timeout: Optional[float] = None) -> None:
+        """Sends ``item`` from a thread, waiting up to ``timeout`` seconds (``None``: no limit)
+        with the GIL released. On the main thread, Ctrl-C interrupts the wait.
+
+        Raises:
+            TimeoutError: the timeout passed first; the item was not delivered.
+            ChannelClosed: the channel is closed; the item was not delivered.
+        """
+        self._core.send_blocking(item, timeout)
+
+    def recv_blocking(self, timeout: Optional[float] = None) -> T:
+        """Receives an item from a thread, waiting up to ``timeout`` seconds (``None``: no
+        limit) with the GIL released. On the main thread, Ctrl-C interrupts the wait.
+
+        Raises:
+            TimeoutError: the timeout passed first; nothing was taken.
+            ChannelClosed: the channel is closed and drained.
+        """
+        return self._core.recv_blocking(timeout)  # type: ignore[no-any-return]
+
+    # -- state --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes the channel: later sends raise :class:`ChannelClosed`, every waiting party is
+        woken, receivers drain what is buffered. Calling it again does nothing."""
+        self._core.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return bool(self._core.closed)
+
+    @property
+    def capacity(self) -> Optional[int]:
+        """The buffer size: ``0`` for a rendezvous channel, ``None`` when unbounded."""
+        capacity: Optional[int] = self._core.capacity
+        return capacity
+
+    def __len__(self) -> int:
+        """The number of buffered items."""
+        return len(self._core)
+
+    def stats(self) -> ChannelStats:
+        """The channel's counters; see :class:`ChannelStats`."""
+        return ChannelStats(capacity=self.capacity, closed=self.closed, **self._core.stats())
+
+    # -- select -------------------------------------------------------------------------------
+
+    def recv_op(self) -> "Operation":
+        """A receive from this channel, for :func:`select`."""
+        return Operation(self, _RECV)
+
+    def send_op(self, item: T) -> "Operation":
+        """A send of ``item`` to this channel, for :func:`select`."""
+        return Operation(self, item)
+
+    # -- iteration ----------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        """``async for item in channel`` receives until the channel is closed and drained."""
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            item = self._poll()
+            if item is _EMPTY:
+                item = await self.recv()
+        except ChannelClosed:
+            raise StopAsyncIteration from None
+        return item  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[T]:
+        """``for item in channel`` (in a thread) receives until closed and drained."""
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return self._core.recv_blocking(None)  # type: ignore[no-any-return]
+        except ChannelClosed:
+            raise StopIteration from None
+
+    def __repr__(self) -> str:
+        s = self._core.stats()
+        capacity = "unbounded" if self.capacity is None else self.capacity
+        state = "closed" if self.closed else "open"
+        return (
+            f"<offload.Channel capacity={capacity} {state} buffered={s['buffered']}"
+            f" waiting_senders={s['waiting_senders']} waiting_receivers={s['waiting_receivers']}>"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# select
+
+
+class Operation:
+    """One operation for :func:`select`: a receive from a channel (``channel.recv_op()``) or a
+    send of an item to it (``channel.send_op(item)``)."""
+
+    __slots__ = ("channel", "_item")
+
+    def __init__(self, channel: Channel[Any], item: Any) -> None:
+        if not isinstance(channel, Channel):
+            raise TypeError(f"offload: expected a Channel, got {type(channel).__name__}")
+        self.channel = channel
+        self._item = item
+
+    @property
+    def is_send(self) -> bool:
+        """True for a send, false for a receive."""
+        return self._item is not _RECV
+
+    def __repr__(self) -> str:
+        kind = "send" if self.is_send else "recv"
+        return f"<offload.Operation {kind} on {self.channel!r}>"
+
+
+class Selected(NamedTuple):
+    """What :func:`select` did: ``op`` is the operation that happened; ``value`` is the item
+    it received (``None`` for a send)."""
+
+    op: Operation
+    value: Any
+
+
+def _select_args(ops: Tuple[Operation, ...]) -> Tuple[list, list]:  # type: ignore[type-arg]
+    if not ops:
+        raise ValueError("offload: select() needs at least one operation")
+    for op in ops:
+        if not isinstance(op, Operation):
+            raise TypeError(
+                "offload: select() takes operations made by channel.recv_op() or "
+                f"channel.send_op(item), got {type(op).__name__}"
+            )
+    return [op.channel._core for op in ops], [op._item for op in ops]
+
+
+def _selected(ops: Tuple[Operation, ...], index: int, item: Any, closed: bool) -> Selected:
+    if closed:
+        raise _closed(ops[index])
+    return Selected(ops[index], item)
+
+
+async def select(*ops: Operation, timeout: Optional[float] = None) -> Selected:
+    """Waits until one of several channel operations can happen, and does exactly that one.
+
+    Each operation is ``channel.recv_op()`` or ``channel.send_op(item)``, on any channels.
+    When several are ready at once, the first one listed happens. Works in any running event
+    loop; :func:`select_blocking` is the same for threads, :func:`select_nowait` never waits.
+
+    Example: take urgent work first, and pass results on, whichever is possible first::
+
+        urgent_op, normal_op = urgent.recv_op(), normal.recv_op()
+        op, value = await offload.select(urgent_op, normal_op, results.send_op(last))
+        if op is urgent_op or op is normal_op:
+            handle(value)
+
+    Returns:
+        ``Selected(op, value)``: the operation that happened and the item it received
+        (``None`` for a send).
+
+    Raises:
+        ChannelClosed: the operation that came first met a closed channel (a send to a closed
+            channel, or a receive from a closed and drained one); ``error.op`` says which.
+        TimeoutError: ``timeout`` seconds passed with no operation possible; none happened.
+        asyncio.CancelledError: the task was cancelled; no operation happened (with the same
+            exception as :meth:`Channel.send` when a send was taken at that instant).
+        TypeError, ValueError: no operations, or something else than an operation.
+    """
+    channels, items = _select_args(ops)
+    seconds = _check_timeout(timeout)
+    loop = _get_running_loop()
+    future = loop.create_future()
+    waiter = _core.select_waiter(channels, items, notifier_for(loop), future)
+    expired: Optional[BaseException] = None
+    timer = None
+    if seconds is not None and not future.done():
+        expired = TimeoutError("offload: select timed out")
+        timer = loop.call_later(max(seconds, 0.0), _expire, future, expired)
+    try:
+        index, _, closed = await _settle(future, waiter, expired)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return _selected(ops, index, waiter.take(), closed)
+
+
+def _expire(future: "asyncio.Future[None]", error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def select_blocking(*ops: Operation, timeout: Optional[float] = None) -> Selected:
+    """:func:`select` for threads: waits up to ``timeout`` seconds (``None``: no limit) with
+    the GIL released, then does exactly one operation.
+
+    Raises:
+        ChannelClosed, TimeoutError, TypeError, ValueError: as :func:`select`.
+    """
+    channels, items = _select_args(ops)
+    index, item, closed = _core.select_blocking(channels, items, _check_timeout(timeout))
+    return _selected(ops, index, item, closed)
+
+
+def select_nowait(*ops: Operation) -> Selected:
+    """:func:`select` without waiting: does the first operation that can happen at once.
+
+    Raises:
+        WouldBlock: none can happen now.
+        ChannelClosed, TypeError, ValueError: as :func:`select`.
+    """
+    channels, items = _select_args(ops)
+    outcome = _core.select_nowait(channels, items)
+    if outcome is None:
+        raise WouldBlock("offload: no operation of the select can happen now")
+    return _selected(ops, *outcome)
