@@ -124,15 +124,19 @@ std::vector<Op> core_ops(const std::vector<std::shared_ptr<Core>>& channels,
 // are queued, and the wake-up task keeps it alive until the loop ran it. A wake-up the loop
 // will never run (its notifier is closed: the loop is gone) orphans the waiter: its ops are
 // withdrawn and a received item goes back to its channel.
+//
+// The future is held through a weak reference where the future type allows it: a queued
+// waiter must not keep its coroutine alive. A coroutine abandoned on a dead loop is then
+// collected by Python's gc, and closing it runs the coroutine's own withdraw path.
 
 class LoopWaiter final : public Waiter, public std::enable_shared_from_this<LoopWaiter> {
  public:
   LoopWaiter(std::vector<std::shared_ptr<Core>> channels, std::vector<Ref> items,
-             std::shared_ptr<Notifier> notifier, Ref future)
+             std::shared_ptr<Notifier> notifier, PyObject* future)
       : channels_(std::move(channels)),
         ops_(core_ops(channels_, items)),
         notifier_(std::move(notifier)),
-        future_(std::move(future)),
+        future_(weak_or_strong(future)),
         loop_thread_(std::this_thread::get_id()) {}
 
   // Queues the ops, or completes the future at once when one can happen now. GIL held, on the
@@ -204,9 +208,14 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
   }
 
   void complete_future() {
+    Ref future = referent(future_);
+    if (!future) {  // the coroutine is gone; its withdraw path ran, this is a no-op then
+      give_back();
+      return;
+    }
     Outcome outcome;
     outcome.value = Ref::borrow(Py_None);
-    complete_loop_future(future_.get(), &outcome);  // skipped if the awaiter is gone
+    complete_loop_future(future.get(), &outcome);  // skipped if the awaiter was cancelled
   }
 
   void orphan() {
@@ -217,7 +226,7 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
   std::vector<std::shared_ptr<Core>> channels_;  // keeps every channel of ops_ alive
   std::vector<Op> ops_;                          // never resized: ops are linked by address
   std::shared_ptr<Notifier> notifier_;
-  Ref future_;
+  Ref future_;  // a weak reference to the future, or the future itself (weak_or_strong)
   const std::thread::id loop_thread_;
   std::shared_ptr<LoopWaiter> self_;  // set while queued; moved out by the claimer's wake()
 };
@@ -227,7 +236,7 @@ std::shared_ptr<LoopWaiter> start_loop_waiter(std::vector<std::shared_ptr<Core>>
                                               std::shared_ptr<Notifier> notifier,
                                               const pyb::object& future) {
   auto waiter = std::make_shared<LoopWaiter>(std::move(channels), std::move(items),
-                                             std::move(notifier), Ref::borrow(future.ptr()));
+                                             std::move(notifier), future.ptr());
   waiter->start();
   return waiter;
 }

@@ -74,6 +74,25 @@ void collect_garbage() {
 
 void reset_garbage_after_fork() { garbage = new Garbage(); }
 
+Ref weak_or_strong(PyObject* obj) {
+  PyObject* weak = PyWeakref_NewRef(obj, nullptr);
+  if (weak != nullptr) return Ref::steal(weak);
+  PyErr_Clear();  // a type without weak references
+  return Ref::borrow(obj);
+}
+
+Ref referent(const Ref& ref) {
+  if (!ref || !PyWeakref_CheckRef(ref.get())) return Ref::borrow(ref.get());
+#if PY_VERSION_HEX >= 0x030D0000
+  PyObject* obj = nullptr;
+  if (PyWeakref_GetRef(ref.get(), &obj) < 0) PyErr_Clear();
+  return Ref::steal(obj);
+#else
+  PyObject* obj = PyWeakref_GetObject(ref.get());
+  return obj == Py_None ? Ref() : Ref::borrow(obj);
+#endif
+}
+
 bool WorkerGil::ensure() {
   if (worker.held) return true;
   if (is_finalizing()) return false;

@@ -81,6 +81,11 @@ class Ref {
   PyObject* obj_ = nullptr;
 };
 
+// A weak reference to `obj` where its type supports one, else a strong reference. GIL held.
+Ref weak_or_strong(PyObject* obj);
+// What a weak_or_strong() reference points to: a new reference, or null if it is gone.
+Ref referent(const Ref& ref);
+
 // The GIL as held by a pool worker thread. All members are about the calling thread.
 class WorkerGil {
  public:
