@@ -88,8 +88,10 @@ def test_a_receiver_on_a_closed_loop_gives_items_back_when_its_channel_is_used_a
         ch = offload.Channel(4)
         loop = asyncio.new_event_loop()
         task = loop.create_task(ch.recv())
-        loop.run_until_complete(asyncio.sleep(0.01))     # the task now waits in recv()
-        assert ch.stats().waiting_receivers == 1
+        async def until(pred):
+            while not pred():
+                await asyncio.sleep(0)
+        loop.run_until_complete(until(lambda: ch.stats().waiting_receivers == 1))
         loop.close()                                     # with the task still pending
         del task, loop
         gc.collect()
@@ -110,8 +112,11 @@ def test_a_channel_dropped_while_a_dead_loop_still_waits_on_it_is_freed_cleanly(
         full.send_nowait("buffered")
         loop = asyncio.new_event_loop()
         pending = [loop.create_task(empty.recv()), loop.create_task(full.send("x"))]
-        loop.run_until_complete(asyncio.sleep(0.01))
-        assert empty.stats().waiting_receivers == 1 and full.stats().waiting_senders == 1
+        async def until(pred):
+            while not pred():
+                await asyncio.sleep(0)
+        loop.run_until_complete(
+            until(lambda: empty.stats().waiting_receivers == 1 and full.stats().waiting_senders == 1))
         loop.close()
         refs = [weakref.ref(empty), weakref.ref(full)]
         del empty, full, pending, loop

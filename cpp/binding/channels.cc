@@ -6,7 +6,6 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -30,6 +29,7 @@ struct ChannelTypes {
   PyObject* would_block_error = nullptr;  // offload.WouldBlock
   PyObject* empty = nullptr;              // returned by poll() when nothing is buffered
   PyObject* recv = nullptr;               // the item that marks a receive in a select
+  PyObject* running_loop = nullptr;       // asyncio._get_running_loop
 };
 ChannelTypes types;
 
@@ -43,8 +43,20 @@ ChannelTypes types;
   throw pyb::error_already_set();
 }
 
+// The running loop of this thread (borrowed identity, never dereferenced), or null. GIL held.
+PyObject* running_loop() {
+  PyObject* loop = PyObject_CallNoArgs(types.running_loop);
+  if (loop == nullptr) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  Py_DECREF(loop);  // only its identity is used; the caller's future keeps the loop alive
+  return loop == Py_None ? nullptr : loop;
+}
+
 std::optional<double> checked_timeout(const pyb::object& timeout) {
   if (timeout.is_none()) return std::nullopt;
+  if (PyBool_Check(timeout.ptr())) throw pyb::type_error("offload: timeout must be a number or None, got bool");
   const double seconds = PyFloat_AsDouble(timeout.ptr());
   if (seconds == -1.0 && PyErr_Occurred()) {
     PyErr_Clear();
@@ -137,7 +149,7 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
         ops_(core_ops(channels_, items)),
         notifier_(std::move(notifier)),
         future_(weak_or_strong(future)),
-        loop_thread_(std::this_thread::get_id()) {}
+        loop_(running_loop()) {}
 
   // Queues the ops, or completes the future at once when one can happen now. GIL held, on the
   // loop's thread.
@@ -152,8 +164,11 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
 
   void wake() override {
     std::shared_ptr<LoopWaiter> self = std::move(self_);
-    if (std::this_thread::get_id() == loop_thread_ && PyGILState_Check()) {
-      on_loop();  // the claimer runs on this loop: complete now, no round trip
+    // The claimer runs on this very loop (it may have moved to another thread since the wait
+    // began, so ask which loop runs here now): complete now, no round trip. Comparing
+    // identities is safe: the future, while it exists, keeps its loop alive.
+    if (loop_ != nullptr && PyGILState_Check() && running_loop() == loop_) {
+      on_loop();
       return;
     }
     (void)notifier_->add(Wake{std::move(self)});  // refused: Wake's destructor orphans it
@@ -227,7 +242,7 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
   std::vector<Op> ops_;                          // never resized: ops are linked by address
   std::shared_ptr<Notifier> notifier_;
   Ref future_;  // a weak reference to the future, or the future itself (weak_or_strong)
-  const std::thread::id loop_thread_;
+  PyObject* const loop_;  // the loop that awaits (identity only), null if none was running
   std::shared_ptr<LoopWaiter> self_;  // set while queued; moved out by the claimer's wake()
 };
 
@@ -412,8 +427,10 @@ void bind_channels(pyb::module_& m) {
   });
   m.def("set_channel_types", [](pyb::object closed_error, pyb::object would_block_error,
                                 pyb::object empty, pyb::object recv) {
-    types = ChannelTypes{closed_error.release().ptr(), would_block_error.release().ptr(),
-                         empty.release().ptr(), recv.release().ptr()};
+    types = ChannelTypes{
+        closed_error.release().ptr(), would_block_error.release().ptr(), empty.release().ptr(),
+        recv.release().ptr(),
+        pyb::object(pyb::module_::import("asyncio").attr("_get_running_loop")).release().ptr()};
   });
 }
 

@@ -62,6 +62,9 @@ class ChannelStats:
     closed: bool
 
 
+_MAX_CAPACITY = 2**63 - 1
+
+
 def _check_capacity(capacity: Optional[int]) -> Optional[int]:
     if capacity is None:
         return None
@@ -71,6 +74,11 @@ def _check_capacity(capacity: Optional[int]) -> Optional[int]:
         )
     if capacity < 0:
         raise ValueError(f"offload: Channel capacity must be >= 0 (0: rendezvous), got {capacity}")
+    if capacity > _MAX_CAPACITY:
+        raise ValueError(
+            f"offload: Channel capacity must be at most {_MAX_CAPACITY} (None: unbounded),"
+            f" got {capacity}"
+        )
     return capacity
 
 
@@ -160,11 +168,13 @@ class Channel(Generic[T]):
     raises ``CancelledError`` (or a ``send_blocking`` that raises ``TimeoutError``) did not
     deliver its item. If a receiver took the item at the very instant the sending task was
     cancelled, ``send`` returns normally (the item *was* delivered) and the task's cancellation
-    is requested again, so it takes effect at the task's next ``await``.
+    is requested again, so it takes effect at the task's next ``await`` (a task whose last
+    step was that send then ends cancelled: to know whether an item went out, look at what
+    ``send`` did inside the coroutine, not at the task's outcome).
 
     Raises:
         TypeError: ``capacity`` is not an int or None.
-        ValueError: ``capacity`` is negative.
+        ValueError: ``capacity`` is negative or larger than ``2**63 - 1``.
     """
 
     __slots__ = ("_core", "_poll", "_offer", "__weakref__")
