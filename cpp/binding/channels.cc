@@ -2,6 +2,7 @@
 
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -30,6 +31,11 @@ struct ChannelTypes {
   PyObject* empty = nullptr;              // returned by poll() when nothing is buffered
   PyObject* recv = nullptr;               // the item that marks a receive in a select
   PyObject* running_loop = nullptr;       // asyncio._get_running_loop
+  // The slow paths, coroutine functions of the core channel: recv_wait(core),
+  // send_wait(core, item), anext_wait(core) (like recv_wait, StopAsyncIteration when closed).
+  PyObject* recv_wait = nullptr;
+  PyObject* send_wait = nullptr;
+  PyObject* anext_wait = nullptr;
 };
 ChannelTypes types;
 
@@ -268,29 +274,32 @@ class PyChannel {
   // the core: closing wakes (and so releases) them.
   ~PyChannel() { core_->close(); }
 
-  // send_nowait: true when sent, false when it would block.
-  bool offer(const pyb::object& item) {
-    Ref ref = Ref::borrow(item.ptr());
+  // 1 when sent, 0 when it would block, -1 with ChannelClosed set. GIL held.
+  int try_offer(PyObject* item) {
+    Ref ref = Ref::borrow(item);
     switch (core_->try_send(std::move(ref))) {
       case ChannelStatus::kOk:
-        return true;
+        return 1;
       case ChannelStatus::kClosed:
-        raise_closed();
+        PyErr_SetString(types.closed_error, "offload: the channel is closed");
+        return -1;
       default:
-        return false;
+        return 0;  // `ref` still holds the item: released here, with the GIL
     }
   }
 
-  // recv_nowait: the item, or the `empty` marker when it would block.
-  pyb::object poll() {
+  // A new reference to the next item, a new reference to the `empty` marker when it would
+  // block, or null with ChannelClosed set. GIL held.
+  PyObject* try_poll() {
     Ref item;
     switch (core_->try_recv(&item)) {
       case ChannelStatus::kOk:
-        return pyb::reinterpret_steal<pyb::object>(item.release());
+        return item.release();
       case ChannelStatus::kClosed:
-        raise_closed();
+        PyErr_SetString(types.closed_error, "offload: the channel is closed");
+        return nullptr;
       default:
-        return pyb::reinterpret_borrow<pyb::object>(types.empty);
+        return new_ref(types.empty);
     }
   }
 
@@ -354,6 +363,470 @@ class PyChannel {
 };
 
 // ---------------------------------------------------------------------------------------------
+// The hot path. Each Python Channel binds raw CPython functions to its core channel (no
+// pybind11 dispatch, no Python frame): the blocking and nowait operations, and recv(), send()
+// and __anext__, which return a ChannelAwaitable.
+//
+// ChannelAwaitable behaves as the coroutine it stands for: it does nothing until it is first
+// stepped (awaited, or run by a Task). Then it tries the operation at once and, when that
+// works, returns its result without a Python frame, a future or a loop round trip. Otherwise it
+// starts the slow path — the Python coroutine recv_wait / send_wait / anext_wait of
+// offload._channel — and delegates every step, throw() and close() to it, so waiting,
+// cancellation and close follow that coroutine's semantics exactly. It is registered as a
+// collections.abc.Coroutine, so asyncio.create_task() and wait_for() accept it.
+
+struct Bound {
+  PyChannel* channel;
+  PyObject* owner;  // the _core.Channel object, a strong reference
+};
+constexpr const char* kBoundCapsule = "offload._core.BoundChannel";
+
+Bound* bound_of(PyObject* capsule) {
+  return static_cast<Bound*>(PyCapsule_GetPointer(capsule, kBoundCapsule));
+}
+
+enum AwaitKind { kAwaitRecv, kAwaitSend, kAwaitNext };
+enum AwaitState { kFresh, kDelegating, kDone };
+
+struct ChannelAwaitable {
+  PyObject_HEAD
+  Bound bound;     // owner: a strong reference
+  int kind;
+  int state;
+  PyObject* item;   // kAwaitSend: the item, until offered
+  PyObject* inner;  // kDelegating: the slow-path coroutine
+};
+
+PyTypeObject* awaitable_type = nullptr;
+
+bool check_args(const char* name, Py_ssize_t nargs, Py_ssize_t expected, PyObject* kwnames) {
+  if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+    PyErr_Format(PyExc_TypeError, "%s() takes no keyword arguments", name);
+    return false;
+  }
+  if (nargs != expected) {
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd positional argument%s but %zd were given", name,
+                 expected, expected == 1 ? "" : "s", nargs);
+    return false;
+  }
+  return true;
+}
+
+PyObject* new_awaitable(const Bound& bound, int kind, PyObject* item) {
+  auto* self = PyObject_GC_New(ChannelAwaitable, awaitable_type);
+  if (self == nullptr) return nullptr;
+  self->bound = Bound{bound.channel, new_ref(bound.owner)};
+  self->kind = kind;
+  self->state = kFresh;
+  self->item = item == nullptr ? nullptr : new_ref(item);
+  self->inner = nullptr;
+  PyObject_GC_Track(self);
+  return reinterpret_cast<PyObject*>(self);
+}
+
+// StopIteration(value), set as the error, for a result returned through the iterator protocol.
+void set_stop_iteration(PyObject* value) {
+  if (value == Py_None) {
+    PyErr_SetNone(PyExc_StopIteration);
+    return;
+  }
+  PyObject* stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+  if (stop != nullptr) {
+    PyErr_SetObject(PyExc_StopIteration, stop);
+    Py_DECREF(stop);
+  }
+}
+
+enum class Step { kYield, kReturn, kError };
+
+// One step of the delegated coroutine: send `arg` into it.
+Step delegate(ChannelAwaitable* self, PyObject* arg, PyObject** out) {
+#if PY_VERSION_HEX >= 0x030A0000
+  switch (PyIter_Send(self->inner, arg, out)) {
+    case PYGEN_NEXT:
+      return Step::kYield;
+    case PYGEN_RETURN:
+      self->state = kDone;
+      Py_CLEAR(self->inner);
+      return Step::kReturn;
+    default:
+      self->state = kDone;
+      Py_CLEAR(self->inner);
+      return Step::kError;
+  }
+#else
+  *out = _PyGen_Send(reinterpret_cast<PyGenObject*>(self->inner), arg);
+  if (*out != nullptr) return Step::kYield;
+  self->state = kDone;
+  Py_CLEAR(self->inner);
+  if (!PyErr_ExceptionMatches(PyExc_StopIteration)) return Step::kError;
+  Ref stop = fetch_error();
+  *out = PyObject_GetAttrString(stop.get(), "value");
+  return *out == nullptr ? Step::kError : Step::kReturn;
+#endif
+}
+
+Step step(ChannelAwaitable* self, PyObject* arg, PyObject** out) {
+  *out = nullptr;
+  if (self->state == kDelegating) return delegate(self, arg, out);
+  if (self->state == kDone) {
+    PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+    return Step::kError;
+  }
+  if (arg != Py_None) {
+    PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started coroutine");
+    return Step::kError;
+  }
+  PyChannel& ch = *self->bound.channel;
+  PyObject* slow;
+  if (self->kind == kAwaitSend) {
+    const int sent = ch.try_offer(self->item);
+    if (sent != 0) {
+      self->state = kDone;
+      Py_CLEAR(self->item);
+      if (sent < 0) return Step::kError;
+      *out = new_ref(Py_None);
+      return Step::kReturn;
+    }
+    slow = PyObject_CallFunctionObjArgs(types.send_wait, self->bound.owner, self->item, nullptr);
+    Py_CLEAR(self->item);
+  } else {
+    PyObject* item = ch.try_poll();
+    if (item != types.empty) {
+      self->state = kDone;
+      if (item == nullptr && self->kind == kAwaitNext &&
+          PyErr_ExceptionMatches(types.closed_error)) {
+        PyErr_SetNone(PyExc_StopAsyncIteration);
+      }
+      *out = item;
+      return item == nullptr ? Step::kError : Step::kReturn;
+    }
+    Py_DECREF(item);
+    slow = PyObject_CallOneArg(self->kind == kAwaitRecv ? types.recv_wait : types.anext_wait,
+                               self->bound.owner);
+  }
+  if (slow == nullptr) {
+    self->state = kDone;
+    return Step::kError;
+  }
+  self->inner = slow;
+  self->state = kDelegating;
+  return delegate(self, Py_None, out);
+}
+
+// The iterator protocol: a yielded value, or null with StopIteration(result) or an error.
+PyObject* step_as_iterator(ChannelAwaitable* self, PyObject* arg) {
+  PyObject* out;
+  switch (step(self, arg, &out)) {
+    case Step::kYield:
+      return out;
+    case Step::kReturn:
+      set_stop_iteration(out);
+      Py_DECREF(out);
+      return nullptr;
+    default:
+      return nullptr;
+  }
+}
+
+PyObject* awaitable_iternext(PyObject* self) {
+  return step_as_iterator(reinterpret_cast<ChannelAwaitable*>(self), Py_None);
+}
+
+PyObject* awaitable_send(PyObject* self, PyObject* arg) {
+  return step_as_iterator(reinterpret_cast<ChannelAwaitable*>(self), arg);
+}
+
+#if PY_VERSION_HEX >= 0x030A0000
+PySendResult awaitable_am_send(PyObject* self, PyObject* arg, PyObject** out) {
+  switch (step(reinterpret_cast<ChannelAwaitable*>(self), arg, out)) {
+    case Step::kYield:
+      return PYGEN_NEXT;
+    case Step::kReturn:
+      return PYGEN_RETURN;
+    default:
+      return PYGEN_ERROR;
+  }
+}
+#endif
+
+// throw(exc) / throw(type[, value[, traceback]]): into the slow path if it runs; otherwise the
+// operation never started (or is over) and the exception is raised as it is.
+PyObject* awaitable_throw(PyObject* op, PyObject* const* args, Py_ssize_t nargs) {
+  auto* self = reinterpret_cast<ChannelAwaitable*>(op);
+  if (nargs < 1 || nargs > 3) {
+    PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+    return nullptr;
+  }
+  if (self->state == kDelegating) {
+    PyObject* forwarded[4] = {self->inner, args[0], nargs > 1 ? args[1] : nullptr,
+                              nargs > 2 ? args[2] : nullptr};
+    Ref name = Ref::steal(PyUnicode_FromString("throw"));
+    PyObject* out = PyObject_VectorcallMethod(
+        name.get(), forwarded, static_cast<std::size_t>(nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+        nullptr);
+    if (out == nullptr) {  // returned (StopIteration) or raised: either way it is over
+      self->state = kDone;
+      Py_CLEAR(self->inner);
+    }
+    return out;
+  }
+  self->state = kDone;
+  Py_CLEAR(self->item);
+  PyObject* type = args[0];
+  PyObject* value = nargs > 1 ? args[1] : Py_None;
+  if (PyExceptionInstance_Check(type)) {
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(type)), type);
+  } else if (PyExceptionClass_Check(type)) {
+    PyErr_SetObject(type, value == Py_None ? nullptr : value);
+  } else {
+    PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from "
+                                     "BaseException");
+  }
+  return nullptr;
+}
+
+PyObject* awaitable_close(PyObject* op, PyObject*) {
+  auto* self = reinterpret_cast<ChannelAwaitable*>(op);
+  self->state = kDone;
+  Py_CLEAR(self->item);
+  if (self->inner == nullptr) Py_RETURN_NONE;
+  Ref inner = Ref::steal(std::exchange(self->inner, nullptr));
+  return PyObject_CallMethod(inner.get(), "close", nullptr);
+}
+
+PyObject* awaitable_self(PyObject* self) { return new_ref(self); }
+
+int awaitable_traverse(PyObject* op, visitproc visit, void* arg) {
+  auto* self = reinterpret_cast<ChannelAwaitable*>(op);
+  Py_VISIT(Py_TYPE(op));
+  Py_VISIT(self->bound.owner);
+  Py_VISIT(self->item);
+  Py_VISIT(self->inner);
+  return 0;
+}
+
+int awaitable_clear(PyObject* op) {
+  auto* self = reinterpret_cast<ChannelAwaitable*>(op);
+  Py_CLEAR(self->bound.owner);
+  Py_CLEAR(self->item);
+  Py_CLEAR(self->inner);
+  return 0;
+}
+
+void awaitable_dealloc(PyObject* op) {
+  PyTypeObject* type = Py_TYPE(op);
+  PyObject_GC_UnTrack(op);
+  awaitable_clear(op);
+  PyObject_GC_Del(op);
+  Py_DECREF(type);
+}
+
+PyMethodDef awaitable_methods[] = {
+    {"send", awaitable_send, METH_O, "Steps the operation, as coroutine.send()."},
+    {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(awaitable_throw)),
+     METH_FASTCALL, "Raises an exception into the operation, as coroutine.throw()."},
+    {"close", awaitable_close, METH_NOARGS, "Closes the operation, as coroutine.close()."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyTypeObject* make_awaitable_type() {
+  static PyType_Slot slots[] = {
+      {Py_am_await, reinterpret_cast<void*>(awaitable_self)},
+#if PY_VERSION_HEX >= 0x030A0000
+      {Py_am_send, reinterpret_cast<void*>(awaitable_am_send)},
+#endif
+      {Py_tp_iter, reinterpret_cast<void*>(awaitable_self)},
+      {Py_tp_iternext, reinterpret_cast<void*>(awaitable_iternext)},
+      {Py_tp_methods, awaitable_methods},
+      {Py_tp_traverse, reinterpret_cast<void*>(awaitable_traverse)},
+      {Py_tp_clear, reinterpret_cast<void*>(awaitable_clear)},
+      {Py_tp_dealloc, reinterpret_cast<void*>(awaitable_dealloc)},
+      {Py_tp_doc, const_cast<char*>("A channel operation awaited like the coroutine it "
+                                    "stands for (offload.Channel.recv, send, __anext__).")},
+      {0, nullptr},
+  };
+  static PyType_Spec spec = {"offload._core.ChannelAwaitable", sizeof(ChannelAwaitable), 0,
+                             Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
+  PyObject* type = PyType_FromSpec(&spec);
+  if (type == nullptr) throw pyb::error_already_set();
+  return reinterpret_cast<PyTypeObject*>(type);
+}
+
+// -- the bound functions ----------------------------------------------------------------------
+
+PyObject* fast_recv(PyObject* capsule, PyObject* const*, Py_ssize_t nargsf, PyObject* kwnames) {
+  Bound* b = bound_of(capsule);
+  if (b == nullptr || !check_args("recv", PyVectorcall_NARGS(nargsf), 0, kwnames)) return nullptr;
+  return new_awaitable(*b, kAwaitRecv, nullptr);
+}
+
+PyObject* fast_send(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf,
+                    PyObject* kwnames) {
+  Bound* b = bound_of(capsule);
+  if (b == nullptr || !check_args("send", PyVectorcall_NARGS(nargsf), 1, kwnames)) return nullptr;
+  return new_awaitable(*b, kAwaitSend, args[0]);
+}
+
+PyObject* fast_anext(PyObject* capsule, PyObject* const*, Py_ssize_t nargsf, PyObject* kwnames) {
+  Bound* b = bound_of(capsule);
+  if (b == nullptr || !check_args("__anext__", PyVectorcall_NARGS(nargsf), 0, kwnames)) {
+    return nullptr;
+  }
+  return new_awaitable(*b, kAwaitNext, nullptr);
+}
+
+PyObject* fast_send_nowait(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf,
+                           PyObject* kwnames) {
+  Bound* b = bound_of(capsule);
+  if (b == nullptr || !check_args("send_nowait", PyVectorcall_NARGS(nargsf), 1, kwnames)) {
+    return nullptr;
+  }
+  const int sent = b->channel->try_offer(args[0]);
+  if (sent < 0) return nullptr;
+  if (sent == 0) {
+    PyErr_SetString(types.would_block_error, "offload: the channel is full");
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* fast_recv_nowait(PyObject* capsule, PyObject* const*, Py_ssize_t nargsf,
+                           PyObject* kwnames) {
+  Bound* b = bound_of(capsule);
+  if (b == nullptr || !check_args("recv_nowait", PyVectorcall_NARGS(nargsf), 0, kwnames)) {
+    return nullptr;
+  }
+  PyObject* item = b->channel->try_poll();
+  if (item == types.empty) {
+    Py_DECREF(item);
+    PyErr_SetString(types.would_block_error, "offload: the channel is empty");
+    return nullptr;
+  }
+  return item;
+}
+
+// (positional..., timeout=None): the timeout, positional or by keyword; null on a bad call.
+bool parse_timeout(const char* name, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames,
+                   Py_ssize_t required, PyObject** timeout) {
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  const Py_ssize_t nkw = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+  *timeout = Py_None;
+  if (nargs < required || nargs + nkw > required + 1) {
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd positional argument%s and an optional timeout",
+                 name, required, required == 1 ? "" : "s");
+    return false;
+  }
+  if (nargs == required + 1) *timeout = args[required];
+  if (nkw == 1) {
+    if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0) {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", name,
+                   PyTuple_GET_ITEM(kwnames, 0));
+      return false;
+    }
+    *timeout = args[nargs];
+  }
+  return true;
+}
+
+// None or a plain number that is not NaN: a timeout the fast path may ignore because the
+// operation needs no wait. Anything else goes through the checked slow path, which raises for
+// a bad one.
+bool plain_timeout(PyObject* timeout) {
+  if (timeout == Py_None) return true;
+  if (PyFloat_CheckExact(timeout)) return !std::isnan(PyFloat_AS_DOUBLE(timeout));
+  return PyLong_CheckExact(timeout);
+}
+
+// Runs `fn` (which may throw pybind11 or C++ exceptions) as a CPython function body.
+template <class Fn>
+PyObject* guarded(Fn fn) {
+  try {
+    return fn();
+  } catch (pyb::error_already_set& e) {
+    e.restore();
+  } catch (const pyb::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+PyObject* fast_send_blocking(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf,
+                             PyObject* kwnames) {
+  Bound* b = bound_of(capsule);
+  PyObject* timeout;
+  if (b == nullptr || !parse_timeout("send_blocking", args, nargsf, kwnames, 1, &timeout)) {
+    return nullptr;
+  }
+  if (plain_timeout(timeout)) {
+    const int sent = b->channel->try_offer(args[0]);
+    if (sent < 0) return nullptr;
+    if (sent > 0) Py_RETURN_NONE;
+  }
+  return guarded([&] {
+    b->channel->send_blocking(pyb::reinterpret_borrow<pyb::object>(args[0]),
+                              pyb::reinterpret_borrow<pyb::object>(timeout));
+    return new_ref(Py_None);
+  });
+}
+
+PyObject* fast_recv_blocking(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf,
+                             PyObject* kwnames) {
+  Bound* b = bound_of(capsule);
+  PyObject* timeout;
+  if (b == nullptr || !parse_timeout("recv_blocking", args, nargsf, kwnames, 0, &timeout)) {
+    return nullptr;
+  }
+  if (plain_timeout(timeout)) {
+    PyObject* item = b->channel->try_poll();
+    if (item != types.empty) return item;  // or null: closed and drained
+    Py_DECREF(item);
+  }
+  return guarded([&] {
+    return b->channel->recv_blocking(pyb::reinterpret_borrow<pyb::object>(timeout)).release().ptr();
+  });
+}
+
+#define OFFLOAD_FASTCALL(fn) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fn))
+PyMethodDef fast_defs[] = {
+    {"recv", OFFLOAD_FASTCALL(fast_recv), METH_FASTCALL | METH_KEYWORDS, nullptr},
+    {"send", OFFLOAD_FASTCALL(fast_send), METH_FASTCALL | METH_KEYWORDS, nullptr},
+    {"__anext__", OFFLOAD_FASTCALL(fast_anext), METH_FASTCALL | METH_KEYWORDS, nullptr},
+    {"send_nowait", OFFLOAD_FASTCALL(fast_send_nowait), METH_FASTCALL | METH_KEYWORDS, nullptr},
+    {"recv_nowait", OFFLOAD_FASTCALL(fast_recv_nowait), METH_FASTCALL | METH_KEYWORDS, nullptr},
+    {"send_blocking", OFFLOAD_FASTCALL(fast_send_blocking), METH_FASTCALL | METH_KEYWORDS,
+     nullptr},
+    {"recv_blocking", OFFLOAD_FASTCALL(fast_recv_blocking), METH_FASTCALL | METH_KEYWORDS,
+     nullptr},
+};
+#undef OFFLOAD_FASTCALL
+
+// {name: function} for the Python Channel to bind as its instance attributes.
+pyb::dict bind_fast_path(PyChannel* channel, const pyb::object& owner) {
+  auto* bound = new Bound{channel, new_ref(owner.ptr())};
+  PyObject* capsule = PyCapsule_New(bound, kBoundCapsule, [](PyObject* c) {
+    Bound* b = bound_of(c);
+    Py_DECREF(b->owner);
+    delete b;
+  });
+  if (capsule == nullptr) {
+    Py_DECREF(bound->owner);
+    delete bound;
+    throw pyb::error_already_set();
+  }
+  pyb::object keep = pyb::reinterpret_steal<pyb::object>(capsule);
+  pyb::dict functions;
+  for (PyMethodDef& def : fast_defs) {
+    PyObject* fn = PyCFunction_NewEx(&def, capsule, nullptr);
+    if (fn == nullptr) throw pyb::error_already_set();
+    functions[def.ml_name] = pyb::reinterpret_steal<pyb::object>(fn);
+  }
+  return functions;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Select over several channels. An operation is (channel, item); the `recv` marker as the item
 // makes it a receive.
 
@@ -392,11 +865,8 @@ void bind_channels(pyb::module_& m) {
 
   pyb::class_<PyChannel>(m, "Channel")
       .def(pyb::init<std::optional<std::size_t>>(), pyb::arg("capacity"))
-      .def("offer", &PyChannel::offer)
-      .def("poll", &PyChannel::poll)
-      .def("send_blocking", &PyChannel::send_blocking, pyb::arg("item"),
-           pyb::arg("timeout") = pyb::none())
-      .def("recv_blocking", &PyChannel::recv_blocking, pyb::arg("timeout") = pyb::none())
+      .def("bind",
+           [](pyb::object self) { return bind_fast_path(self.cast<PyChannel*>(), self); })
       .def("send_waiter", &PyChannel::send_waiter)
       .def("recv_waiter", &PyChannel::recv_waiter)
       .def("close", &PyChannel::close)
@@ -426,12 +896,16 @@ void bind_channels(pyb::module_& m) {
     return select_outcome(ops, Engine::start(ops.data(), static_cast<int>(ops.size()), nullptr));
   });
   m.def("set_channel_types", [](pyb::object closed_error, pyb::object would_block_error,
-                                pyb::object empty, pyb::object recv) {
+                                pyb::object empty, pyb::object recv, pyb::object recv_wait,
+                                pyb::object send_wait, pyb::object anext_wait) {
     types = ChannelTypes{
         closed_error.release().ptr(), would_block_error.release().ptr(), empty.release().ptr(),
         recv.release().ptr(),
-        pyb::object(pyb::module_::import("asyncio").attr("_get_running_loop")).release().ptr()};
+        pyb::object(pyb::module_::import("asyncio").attr("_get_running_loop")).release().ptr(),
+        recv_wait.release().ptr(), send_wait.release().ptr(), anext_wait.release().ptr()};
   });
+  awaitable_type = make_awaitable_type();
+  m.add_object("ChannelAwaitable", pyb::handle(reinterpret_cast<PyObject*>(awaitable_type)));
 }
 
 }  // namespace offload::py

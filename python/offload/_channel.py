@@ -10,8 +10,19 @@ the core's waiter until the resumed coroutine takes it, so cancellation can neve
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Generic, Iterator, NamedTuple, Optional, Tuple, TypeVar
+from typing import (
+    Any,
+    AsyncIterator,
+    Coroutine,
+    Generic,
+    Iterator,
+    NamedTuple,
+    Optional,
+    Tuple,
+    TypeVar,
+)
 
 from . import _core
 from ._loop import notifier_for
@@ -37,10 +48,9 @@ class WouldBlock(Exception):
     """A ``*_nowait`` operation (or :func:`select_nowait`) could not happen at once."""
 
 
-# Marks "nothing buffered" from the core's poll(), and a receive among select operations.
+# Marks "nothing buffered" inside the core, and a receive among select operations.
 _EMPTY = object()
 _RECV = object()
-_core.set_channel_types(ChannelClosed, WouldBlock, _EMPTY, _RECV)
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,40 @@ async def _settle(
     return waiter.happened()  # type: ignore[no-any-return]
 
 
+# The slow paths of Channel.recv / send / __anext__: the native awaitable (offload._core)
+# tries the operation at once and, when it would block, runs one of these and delegates to it.
+
+
+async def _recv_wait(core: Any) -> Any:
+    loop = _get_running_loop()
+    future = loop.create_future()
+    waiter = core.recv_waiter(notifier_for(loop), future)
+    _, _, closed = await _settle(future, waiter)
+    if closed:
+        raise _closed()
+    return waiter.take()
+
+
+async def _anext_wait(core: Any) -> Any:
+    try:
+        return await _recv_wait(core)
+    except ChannelClosed:
+        raise StopAsyncIteration from None
+
+
+async def _send_wait(core: Any, item: Any) -> None:
+    loop = _get_running_loop()
+    future = loop.create_future()
+    waiter = core.send_waiter(item, notifier_for(loop), future)
+    _, _, closed = await _settle(future, waiter)
+    if closed:
+        raise _closed()
+
+
+_core.set_channel_types(ChannelClosed, WouldBlock, _EMPTY, _RECV, _recv_wait, _send_wait, _anext_wait)
+collections.abc.Coroutine.register(_core.ChannelAwaitable)
+
+
 class Channel(Generic[T]):
     """A multi-producer, multi-consumer channel of Python objects, shared by coroutines on any
     number of event loops, by plain threads and by :func:`select`.
@@ -177,50 +221,35 @@ class Channel(Generic[T]):
         ValueError: ``capacity`` is negative or larger than ``2**63 - 1``.
     """
 
-    __slots__ = ("_core", "_poll", "_offer", "__weakref__")
-
     def __init__(self, capacity: Optional[int]) -> None:
-        self._core = _core.Channel(_check_capacity(capacity))
-        self._poll = self._core.poll
-        self._offer = self._core.offer
+        self._core = core = _core.Channel(_check_capacity(capacity))
+        # The operations are native functions bound to the core channel (no Python frame in
+        # between): instance attributes that stand in for the methods documented below.
+        self.__dict__.update(core.bind())
 
     # -- coroutines ---------------------------------------------------------------------------
 
-    async def send(self, item: T) -> None:
+    def send(self, item: T) -> Coroutine[Any, Any, None]:
         """Sends ``item``, waiting while the channel is full (or, for a rendezvous channel,
-        until a receiver takes it). Works in any running event loop.
+        until a receiver takes it). Works in any running event loop; ``await`` it (it is a
+        coroutine: nothing happens before it runs).
 
         Raises:
             ChannelClosed: the channel is closed (before or while waiting); not delivered.
             asyncio.CancelledError: the task was cancelled; the item was not delivered.
         """
-        if self._offer(item):
-            return
-        loop = _get_running_loop()
-        future = loop.create_future()
-        waiter = self._core.send_waiter(item, notifier_for(loop), future)
-        _, _, closed = await _settle(future, waiter)
-        if closed:
-            raise _closed()
+        return self.__dict__["send"](item)  # type: ignore[no-any-return]
 
-    async def recv(self) -> T:
-        """Receives the next item, waiting until one is sent. Works in any running event loop.
+    def recv(self) -> Coroutine[Any, Any, T]:
+        """Receives the next item, waiting until one is sent. Works in any running event loop;
+        ``await`` it (it is a coroutine: nothing happens before it runs).
 
         Raises:
             ChannelClosed: the channel is closed and drained.
             asyncio.CancelledError: the task was cancelled; no item was taken (one handed
                 over at that instant went back to the channel).
         """
-        item = self._poll()
-        if item is _EMPTY:
-            loop = _get_running_loop()
-            future = loop.create_future()
-            waiter = self._core.recv_waiter(notifier_for(loop), future)
-            _, _, closed = await _settle(future, waiter)
-            if closed:
-                raise _closed()
-            item = waiter.take()
-        return item  # type: ignore[no-any-return]
+        return self.__dict__["recv"]()  # type: ignore[no-any-return]
 
     # -- no waiting ---------------------------------------------------------------------------
 
@@ -231,8 +260,7 @@ class Channel(Generic[T]):
             WouldBlock: the channel is full (or no receiver waits on a rendezvous channel).
             ChannelClosed: the channel is closed.
         """
-        if not self._offer(item):
-            raise WouldBlock("offload: the channel is full")
+        self.__dict__["send_nowait"](item)
 
     def recv_nowait(self) -> T:
         """Receives an item if one is ready at once.
@@ -241,10 +269,7 @@ class Channel(Generic[T]):
             WouldBlock: nothing is buffered and no sender waits.
             ChannelClosed: the channel is closed and drained.
         """
-        item = self._poll()
-        if item is _EMPTY:
-            raise WouldBlock("offload: the channel is empty")
-        return item  # type: ignore[no-any-return]
+        return self.__dict__["recv_nowait"]()  # type: ignore[no-any-return]
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -255,8 +280,9 @@ class Channel(Generic[T]):
         Raises:
             TimeoutError: the timeout passed first; the item was not delivered.
             ChannelClosed: the channel is closed; the item was not delivered.
+            TypeError, ValueError: ``timeout`` is not a number (or is NaN).
         """
-        self._core.send_blocking(item, timeout)
+        self.__dict__["send_blocking"](item, timeout)
 
     def recv_blocking(self, timeout: Optional[float] = None) -> T:
         """Receives an item from a thread, waiting up to ``timeout`` seconds (``None``: no
@@ -265,8 +291,9 @@ class Channel(Generic[T]):
         Raises:
             TimeoutError: the timeout passed first; nothing was taken.
             ChannelClosed: the channel is closed and drained.
+            TypeError, ValueError: ``timeout`` is not a number (or is NaN).
         """
-        return self._core.recv_blocking(timeout)  # type: ignore[no-any-return]
+        return self.__dict__["recv_blocking"](timeout)  # type: ignore[no-any-return]
 
     # -- state --------------------------------------------------------------------------------
 
@@ -310,14 +337,8 @@ class Channel(Generic[T]):
         """``async for item in channel`` receives until the channel is closed and drained."""
         return self
 
-    async def __anext__(self) -> T:
-        try:
-            item = self._poll()
-            if item is _EMPTY:
-                item = await self.recv()
-        except ChannelClosed:
-            raise StopAsyncIteration from None
-        return item  # type: ignore[no-any-return]
+    def __anext__(self) -> Coroutine[Any, Any, T]:
+        return self.__dict__["__anext__"]()  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[T]:
         """``for item in channel`` (in a thread) receives until closed and drained."""
@@ -325,7 +346,7 @@ class Channel(Generic[T]):
 
     def __next__(self) -> T:
         try:
-            return self._core.recv_blocking(None)  # type: ignore[no-any-return]
+            return self.__dict__["recv_blocking"]()  # type: ignore[no-any-return]
         except ChannelClosed:
             raise StopIteration from None
 

@@ -230,24 +230,20 @@ class SelectEngine {
   using Op = ChannelOp<T>;
 
   static int start(Op* ops, int n, Waiter* waiter) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    absl::InlinedVector<absl::Mutex*, 4> locks;
-    for (int i = 0; i < n; ++i) locks.push_back(&ops[i].channel->mu_);
-    std::sort(locks.begin(), locks.end());
-    locks.erase(std::unique(locks.begin(), locks.end()), locks.end());
-    for (absl::Mutex* mu : locks) mu->Lock();
     WakeList wakes;
-    int done = Waiter::kWaiting;
-    for (int i = 0; i < n && done == Waiter::kWaiting; ++i) {
-      if (ops[i].channel->try_complete(&ops[i], &wakes)) done = i;
+    int done;
+    if (n == 1) {  // the common case: one lock, nothing to sort
+      absl::MutexLock l(&ops[0].channel->mu_);
+      done = start_locked(ops, n, waiter, &wakes);
+    } else {
+      absl::InlinedVector<absl::Mutex*, 4> locks;
+      for (int i = 0; i < n; ++i) locks.push_back(&ops[i].channel->mu_);
+      std::sort(locks.begin(), locks.end());
+      locks.erase(std::unique(locks.begin(), locks.end()), locks.end());
+      for (absl::Mutex* mu : locks) mu->Lock();
+      done = start_locked(ops, n, waiter, &wakes);
+      for (auto it = locks.rbegin(); it != locks.rend(); ++it) (*it)->Unlock();
     }
-    if (done == Waiter::kWaiting && waiter != nullptr) {
-      for (int i = 0; i < n; ++i) {
-        ops[i].waiter = waiter;
-        ops[i].index = i;
-        ops[i].channel->enqueue(&ops[i]);
-      }
-    }
-    for (auto it = locks.rbegin(); it != locks.rend(); ++it) (*it)->Unlock();
     wake_all(wakes);
     return done;
   }
@@ -273,6 +269,23 @@ class SelectEngine {
     if (!waiter.wait_until(deadline) && !waiter.abort()) waiter.wait();
     finish(ops, n);
     return waiter.state();
+  }
+
+ private:
+  // With every channel of `ops` locked.
+  static int start_locked(Op* ops, int n, Waiter* waiter, WakeList* wakes)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (int i = 0; i < n; ++i) {
+      if (ops[i].channel->try_complete(&ops[i], wakes)) return i;
+    }
+    if (waiter != nullptr) {
+      for (int i = 0; i < n; ++i) {
+        ops[i].waiter = waiter;
+        ops[i].index = i;
+        ops[i].channel->enqueue(&ops[i]);
+      }
+    }
+    return Waiter::kWaiting;
   }
 };
 
