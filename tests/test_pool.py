@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 
 import pytest
 
@@ -187,7 +188,10 @@ def test_stats_add_up_after_a_known_workload(arun, pool) -> None:
         return sum(isinstance(r, ValueError) for r in results)
 
     failures = arun(main)
-    s = pool.stats()
+    # A worker does its bookkeeping just after it delivered a result: wait until it is idle.
+    deadline = time.monotonic() + 10
+    while (s := pool.stats()).busy and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert failures == 25
     assert (s.submitted, s.completed, s.failed, s.cancelled) == (100, 75, 25, 0)
     assert (s.queued, s.busy, s.workers) == (0, 0, 2)

@@ -116,9 +116,10 @@ async def _settle(
     Interrupted before any operation happened (cancelled, timed out, the coroutine closed), it
     withdraws every operation and re-raises. If one happened at that instant:
       * a receive gives its item back to the channel and the interruption is raised;
-      * a send has delivered its item, so the send *happened*: it returns normally, and a
-        cancellation is requested again so that it is not lost (it arrives at the task's next
-        await) — a CancelledError from a send always means the item was not delivered;
+      * a send has delivered its item, so the send *happened*: it returns normally (a
+        CancelledError from a send always means the item was not delivered), and the
+        cancellation is passed on to the task's next await unless it is withdrawn meanwhile
+        (_cancel_again_later);
       * the select's own deadline (`expired`) lost the race: the outcome is returned.
     """
     try:
@@ -136,12 +137,39 @@ async def _settle(
             waiter.give_back()
             raise
         if isinstance(exc, _CancelledError):
-            task = asyncio.current_task()
-            if task is not None:
-                task.cancel(*exc.args[:1])
+            _cancel_again_later(exc)
             return outcome
         raise
     return waiter.happened()  # type: ignore[no-any-return]
+
+
+def _cancel_again_later(exc: BaseException) -> None:
+    """A send happened although its task was being cancelled, so the send returns normally;
+    this passes the cancellation on to the task's next await, so that it is not lost.
+
+    It checks once the task has moved on: a cancellation that was withdrawn meanwhile is not
+    renewed. On Python 3.11+ ``asyncio.timeout`` (and so ``wait_for`` from 3.12) and
+    ``TaskGroup`` withdraw the cancellations they made with ``uncancel()`` — a timeout that
+    lost the race to the send then ends quietly, as the send succeeded. On older Pythons,
+    nothing withdraws a cancellation. A task that finished meanwhile is left alone.
+    """
+    task = asyncio.current_task()
+    if task is None:
+        return
+    message = exc.args[0] if exc.args else None
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    requested = cancelling() if cancelling is not None else None
+    task.get_loop().call_soon(_cancel_if_still_requested, task, requested, message)
+
+
+def _cancel_if_still_requested(task: "asyncio.Task[Any]", requested: Optional[int], message: Any) -> None:
+    if task.done():
+        return
+    if requested is None:
+        task.cancel(message)
+    elif requested > 0 and task.cancelling() >= requested:
+        task.cancel(message)  # lands at the task's next await...
+        task.uncancel()  # ...without counting the same request twice
 
 
 # The slow paths of Channel.recv / send / __anext__: the native awaitable (offload._core)
@@ -211,10 +239,10 @@ class Channel(Generic[T]):
     back to the head of the channel (or to the next waiting receiver). A :meth:`send` that
     raises ``CancelledError`` (or a ``send_blocking`` that raises ``TimeoutError``) did not
     deliver its item. If a receiver took the item at the very instant the sending task was
-    cancelled, ``send`` returns normally (the item *was* delivered) and the task's cancellation
-    is requested again, so it takes effect at the task's next ``await`` (a task whose last
-    step was that send then ends cancelled: to know whether an item went out, look at what
-    ``send`` did inside the coroutine, not at the task's outcome).
+    cancelled, ``send`` returns normally (the item *was* delivered) and the cancellation
+    takes effect at the task's next ``await`` instead — unless it was withdrawn by then: a
+    timeout (``asyncio.timeout``, ``wait_for``) that lost that race to the send just ends, as
+    the send succeeded (Python 3.11+, where timeouts withdraw their cancellations).
 
     Raises:
         TypeError: ``capacity`` is not an int or None.
