@@ -65,6 +65,10 @@ std::optional<double> checked_timeout(const pyb::object& timeout) {
   if (PyBool_Check(timeout.ptr())) throw pyb::type_error("offload: timeout must be a number or None, got bool");
   const double seconds = PyFloat_AsDouble(timeout.ptr());
   if (seconds == -1.0 && PyErr_Occurred()) {
+    if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+      PyErr_Clear();
+      throw pyb::value_error("offload: timeout is too large");
+    }
     PyErr_Clear();
     throw pyb::type_error("offload: timeout must be a number or None, got " +
                           std::string(Py_TYPE(timeout.ptr())->tp_name));
@@ -170,6 +174,10 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
 
   void wake() override {
     std::shared_ptr<LoopWaiter> self = std::move(self_);
+    if (PyGILState_Check() && !awaited()) {
+      orphan();  // nobody will ever resume: pass a received item on to the next receiver now
+      return;
+    }
     // The claimer runs on this very loop (it may have moved to another thread since the wait
     // began, so ask which loop runs here now): complete now, no round trip. Comparing
     // identities is safe: the future, while it exists, keeps its loop alive.
@@ -183,7 +191,7 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
   // The coroutine was interrupted (cancelled, timed out, closed). True when no operation had
   // happened and none will; false when one did (take() tells which). GIL held.
   bool withdraw() {
-    const bool aborted = abort();
+    const bool aborted = abort() || state() == kAborted;
     Engine::finish(ops_.data(), size());  // also makes a hand-off's writes visible here
     if (aborted) self_.reset();
     return aborted;
@@ -220,6 +228,20 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
   std::size_t won() const {
     if (state() < 0) throw std::logic_error("offload: no channel operation happened");
     return static_cast<std::size_t>(state());
+  }
+
+  // Whether a coroutine still awaits this waiter on an open loop. GIL held.
+  bool awaited() const {
+    Ref future = referent(future_);
+    if (!future) return false;
+    if (loop_ == nullptr) return true;
+    // The future keeps its loop alive, so `loop_` may be used while `future` is held.
+    Ref closed = Ref::steal(PyObject_CallMethod(loop_, "is_closed", nullptr));
+    if (!closed) {
+      PyErr_Clear();
+      return true;
+    }
+    return closed.get() != Py_True;
   }
 
   // On the loop's thread, GIL held.
@@ -393,11 +415,44 @@ struct ChannelAwaitable {
   Bound bound;     // owner: a strong reference
   int kind;
   int state;
+  bool running;     // inside send/throw/close: a re-entrant call is refused, as by coroutines
   PyObject* item;   // kAwaitSend: the item, until offered
   PyObject* inner;  // kDelegating: the slow-path coroutine
 };
 
 PyTypeObject* awaitable_type = nullptr;
+PyObject* throw_name = nullptr;  // "throw", interned
+const char* const kAwaitNames[] = {"recv", "send", "__anext__"};
+
+// Marks an awaitable as running for one call; refuses a re-entrant one (a signal handler, a
+// __del__ or another thread stepping it meanwhile), which could otherwise free a running
+// coroutine.
+class RunningScope {
+ public:
+  explicit RunningScope(ChannelAwaitable* self) : self_(self), entered_(!self->running) {
+    if (entered_) {
+      self->running = true;
+    } else {
+      PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+    }
+  }
+  ~RunningScope() {
+    if (entered_) self_->running = false;
+  }
+  RunningScope(const RunningScope&) = delete;
+  RunningScope& operator=(const RunningScope&) = delete;
+  bool entered() const { return entered_; }
+
+ private:
+  ChannelAwaitable* self_;
+  const bool entered_;
+};
+
+// Ends the delegation to `inner` if it is still the current one.
+void drop_inner(ChannelAwaitable* self, PyObject* inner) {
+  self->state = kDone;
+  if (self->inner == inner) Py_CLEAR(self->inner);
+}
 
 bool check_args(const char* name, Py_ssize_t nargs, Py_ssize_t expected, PyObject* kwnames) {
   if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
@@ -418,6 +473,7 @@ PyObject* new_awaitable(const Bound& bound, int kind, PyObject* item) {
   self->bound = Bound{bound.channel, new_ref(bound.owner)};
   self->kind = kind;
   self->state = kFresh;
+  self->running = false;
   self->item = item == nullptr ? nullptr : new_ref(item);
   self->inner = nullptr;
   PyObject_GC_Track(self);
@@ -439,26 +495,24 @@ void set_stop_iteration(PyObject* value) {
 
 enum class Step { kYield, kReturn, kError };
 
-// One step of the delegated coroutine: send `arg` into it.
+// One step of the delegated coroutine: send `arg` into it. `inner` is pinned for the call.
 Step delegate(ChannelAwaitable* self, PyObject* arg, PyObject** out) {
+  Ref inner = Ref::borrow(self->inner);
 #if PY_VERSION_HEX >= 0x030A0000
-  switch (PyIter_Send(self->inner, arg, out)) {
+  switch (PyIter_Send(inner.get(), arg, out)) {
     case PYGEN_NEXT:
       return Step::kYield;
     case PYGEN_RETURN:
-      self->state = kDone;
-      Py_CLEAR(self->inner);
+      drop_inner(self, inner.get());
       return Step::kReturn;
     default:
-      self->state = kDone;
-      Py_CLEAR(self->inner);
+      drop_inner(self, inner.get());
       return Step::kError;
   }
 #else
-  *out = _PyGen_Send(reinterpret_cast<PyGenObject*>(self->inner), arg);
+  *out = _PyGen_Send(reinterpret_cast<PyGenObject*>(inner.get()), arg);
   if (*out != nullptr) return Step::kYield;
-  self->state = kDone;
-  Py_CLEAR(self->inner);
+  drop_inner(self, inner.get());
   if (!PyErr_ExceptionMatches(PyExc_StopIteration)) return Step::kError;
   Ref stop = fetch_error();
   *out = PyObject_GetAttrString(stop.get(), "value");
@@ -468,6 +522,8 @@ Step delegate(ChannelAwaitable* self, PyObject* arg, PyObject** out) {
 
 Step step(ChannelAwaitable* self, PyObject* arg, PyObject** out) {
   *out = nullptr;
+  RunningScope running(self);
+  if (!running.entered()) return Step::kError;
   if (self->state == kDelegating) return delegate(self, arg, out);
   if (self->state == kDone) {
     PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
@@ -558,17 +614,16 @@ PyObject* awaitable_throw(PyObject* op, PyObject* const* args, Py_ssize_t nargs)
     PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
     return nullptr;
   }
+  RunningScope running(self);
+  if (!running.entered()) return nullptr;
   if (self->state == kDelegating) {
-    PyObject* forwarded[4] = {self->inner, args[0], nargs > 1 ? args[1] : nullptr,
+    Ref inner = Ref::borrow(self->inner);
+    PyObject* forwarded[4] = {inner.get(), args[0], nargs > 1 ? args[1] : nullptr,
                               nargs > 2 ? args[2] : nullptr};
-    Ref name = Ref::steal(PyUnicode_FromString("throw"));
     PyObject* out = PyObject_VectorcallMethod(
-        name.get(), forwarded, static_cast<std::size_t>(nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-        nullptr);
-    if (out == nullptr) {  // returned (StopIteration) or raised: either way it is over
-      self->state = kDone;
-      Py_CLEAR(self->inner);
-    }
+        throw_name, forwarded,
+        static_cast<std::size_t>(nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+    if (out == nullptr) drop_inner(self, inner.get());  // returned (StopIteration) or raised
     return out;
   }
   self->state = kDone;
@@ -588,6 +643,8 @@ PyObject* awaitable_throw(PyObject* op, PyObject* const* args, Py_ssize_t nargs)
 
 PyObject* awaitable_close(PyObject* op, PyObject*) {
   auto* self = reinterpret_cast<ChannelAwaitable*>(op);
+  RunningScope running(self);
+  if (!running.entered()) return nullptr;
   self->state = kDone;
   Py_CLEAR(self->item);
   if (self->inner == nullptr) Py_RETURN_NONE;
@@ -614,8 +671,22 @@ int awaitable_clear(PyObject* op) {
   return 0;
 }
 
+// Like a coroutine, one that was never awaited says so: its operation never happened.
+void awaitable_finalize(PyObject* op) {
+  auto* self = reinterpret_cast<ChannelAwaitable*>(op);
+  if (self->state != kFresh || self->bound.owner == nullptr) return;
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "coroutine 'Channel.%s' was never awaited",
+                       kAwaitNames[self->kind]) < 0) {
+    PyErr_WriteUnraisable(op);
+  }
+  PyErr_Restore(type, value, traceback);
+}
+
 void awaitable_dealloc(PyObject* op) {
   PyTypeObject* type = Py_TYPE(op);
+  if (PyObject_CallFinalizerFromDealloc(op) < 0) return;  // resurrected
   PyObject_GC_UnTrack(op);
   awaitable_clear(op);
   PyObject_GC_Del(op);
@@ -636,20 +707,28 @@ PyTypeObject* make_awaitable_type() {
 #if PY_VERSION_HEX >= 0x030A0000
       {Py_am_send, reinterpret_cast<void*>(awaitable_am_send)},
 #endif
-      {Py_tp_iter, reinterpret_cast<void*>(awaitable_self)},
       {Py_tp_iternext, reinterpret_cast<void*>(awaitable_iternext)},
       {Py_tp_methods, awaitable_methods},
       {Py_tp_traverse, reinterpret_cast<void*>(awaitable_traverse)},
       {Py_tp_clear, reinterpret_cast<void*>(awaitable_clear)},
       {Py_tp_dealloc, reinterpret_cast<void*>(awaitable_dealloc)},
+      {Py_tp_finalize, reinterpret_cast<void*>(awaitable_finalize)},
       {Py_tp_doc, const_cast<char*>("A channel operation awaited like the coroutine it "
                                     "stands for (offload.Channel.recv, send, __anext__).")},
       {0, nullptr},
   };
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+  constexpr unsigned kNoInstances = Py_TPFLAGS_DISALLOW_INSTANTIATION;
+#else
+  constexpr unsigned kNoInstances = 0;
+#endif
   static PyType_Spec spec = {"offload._core.ChannelAwaitable", sizeof(ChannelAwaitable), 0,
-                             Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
+                             Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | kNoInstances, slots};
   PyObject* type = PyType_FromSpec(&spec);
   if (type == nullptr) throw pyb::error_already_set();
+  // Only the channel makes these (Python 3.9 has no flag for that).
+  reinterpret_cast<PyTypeObject*>(type)->tp_new = nullptr;
+  throw_name = PyUnicode_InternFromString("throw");
   return reinterpret_cast<PyTypeObject*>(type);
 }
 
@@ -863,7 +942,9 @@ void bind_channels(pyb::module_& m) {
       .def("happened", &LoopWaiter::happened)
       .def("take", &LoopWaiter::take);
 
-  pyb::class_<PyChannel>(m, "Channel")
+  // dynamic_attr: offload._channel keeps the set of futures waiting on the channel in it,
+  // where Python's gc can see it (see _pin_waiting there).
+  pyb::class_<PyChannel>(m, "Channel", pyb::dynamic_attr())
       .def(pyb::init<std::optional<std::size_t>>(), pyb::arg("capacity"))
       .def("bind",
            [](pyb::object self) { return bind_fast_path(self.cast<PyChannel*>(), self); })

@@ -332,6 +332,12 @@ TEST(Select, AClosedChannelCompletesTheSelectWithClosed) {
   EXPECT_EQ(r.status, Status::kClosed);
 }
 
+TEST(Select, AnEmptySelectReturnsAtOnceInsteadOfWaitingForever) {
+  Select<int> sel;
+  EXPECT_EQ(sel.wait().status, Status::kWouldBlock);
+  EXPECT_EQ(sel.try_select().status, Status::kWouldBlock);
+}
+
 TEST(Select, SendAndReceiveOnTheSameChannelNeverMeetEachOther) {
   Channel<int> ch(0);
   Select<int> sel;

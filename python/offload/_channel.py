@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import sys
 from dataclasses import dataclass
 from typing import (
     Any,
@@ -145,31 +146,51 @@ async def _settle(
 
 def _cancel_again_later(exc: BaseException) -> None:
     """A send happened although its task was being cancelled, so the send returns normally;
-    this passes the cancellation on to the task's next await, so that it is not lost.
+    this passes the cancellation on to the task's next await, so that it is not lost, unless
+    it is withdrawn: ``asyncio.timeout`` (so ``wait_for`` from 3.12) and ``TaskGroup``
+    withdraw the cancellations they made with ``uncancel()`` (Python 3.11+), and a timeout
+    that lost the race to the send must then just end, as the send succeeded.
 
-    It checks once the task has moved on: a cancellation that was withdrawn meanwhile is not
-    renewed. On Python 3.11+ ``asyncio.timeout`` (and so ``wait_for`` from 3.12) and
-    ``TaskGroup`` withdraw the cancellations they made with ``uncancel()`` — a timeout that
-    lost the race to the send then ends quietly, as the send succeeded. On older Pythons,
-    nothing withdraws a cancellation. A task that finished meanwhile is left alone.
+    * 3.13+: re-requested at once without counting it twice (``cancel()`` then
+      ``uncancel()``); an ``uncancel()`` that brings the count to zero also drops it.
+    * 3.11, 3.12: ``uncancel()`` does not drop a requested cancellation, so the request is
+      renewed from a callback once the task moved on, if ``cancelling()`` still shows it.
+      A task that finished meanwhile has nothing left to cancel.
+    * 3.9, 3.10: nothing withdraws a cancellation; re-requested at once.
     """
     task = asyncio.current_task()
     if task is None:
         return
     message = exc.args[0] if exc.args else None
-    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-    requested = cancelling() if cancelling is not None else None
-    task.get_loop().call_soon(_cancel_if_still_requested, task, requested, message)
-
-
-def _cancel_if_still_requested(task: "asyncio.Task[Any]", requested: Optional[int], message: Any) -> None:
-    if task.done():
-        return
-    if requested is None:
+    if _UNCANCEL_DROPS_REQUEST:
         task.cancel(message)
-    elif requested > 0 and task.cancelling() >= requested:
+        task.uncancel()
+    elif hasattr(task, "cancelling"):
+        task.get_loop().call_soon(_cancel_if_still_requested, task, task.cancelling(), message)
+    else:
+        task.cancel(message)
+
+
+_UNCANCEL_DROPS_REQUEST = sys.version_info >= (3, 13)
+
+
+def _cancel_if_still_requested(task: "asyncio.Task[Any]", requested: int, message: Any) -> None:
+    if not task.done() and requested > 0 and task.cancelling() >= requested:
         task.cancel(message)  # lands at the task's next await...
         task.uncancel()  # ...without counting the same request twice
+
+
+def _pin_waiting(cores: Any, future: "asyncio.Future[Any]") -> None:
+    """Keeps a waiting coroutine's future (and so its task) alive from its channels, as
+    asyncio.Queue does from its getters: the native waiter holds it weakly, so that a
+    coroutine abandoned on a dead loop stays collectable with its channel."""
+    for core in cores:
+        core.waiting.add(future)
+
+
+def _unpin_waiting(cores: Any, future: "asyncio.Future[Any]") -> None:
+    for core in cores:
+        core.waiting.discard(future)
 
 
 # The slow paths of Channel.recv / send / __anext__: the native awaitable (offload._core)
@@ -180,7 +201,11 @@ async def _recv_wait(core: Any) -> Any:
     loop = _get_running_loop()
     future = loop.create_future()
     waiter = core.recv_waiter(notifier_for(loop), future)
-    _, _, closed = await _settle(future, waiter)
+    _pin_waiting((core,), future)
+    try:
+        _, _, closed = await _settle(future, waiter)
+    finally:
+        _unpin_waiting((core,), future)
     if closed:
         raise _closed()
     return waiter.take()
@@ -197,7 +222,11 @@ async def _send_wait(core: Any, item: Any) -> None:
     loop = _get_running_loop()
     future = loop.create_future()
     waiter = core.send_waiter(item, notifier_for(loop), future)
-    _, _, closed = await _settle(future, waiter)
+    _pin_waiting((core,), future)
+    try:
+        _, _, closed = await _settle(future, waiter)
+    finally:
+        _unpin_waiting((core,), future)
     if closed:
         raise _closed()
 
@@ -242,7 +271,15 @@ class Channel(Generic[T]):
     cancelled, ``send`` returns normally (the item *was* delivered) and the cancellation
     takes effect at the task's next ``await`` instead — unless it was withdrawn by then: a
     timeout (``asyncio.timeout``, ``wait_for``) that lost that race to the send just ends, as
-    the send succeeded (Python 3.11+, where timeouts withdraw their cancellations).
+    the send succeeded (Python 3.11+, where timeouts withdraw their cancellations). Before
+    Python 3.12, ``asyncio.wait_for`` runs the send in a task of its own and may raise
+    ``TimeoutError`` for a send that happened in that instant; ``asyncio.timeout`` (3.11+) or
+    :func:`select` with ``timeout=`` do not.
+
+    Like coroutines, the awaitables of ``send``, ``recv`` and ``async for`` do nothing until
+    awaited (a forgotten ``await`` warns ``RuntimeWarning: ... was never awaited``). A waiting
+    coroutine is kept alive by the channel, as ``asyncio.Queue`` keeps its getters, so a
+    fire-and-forget consumer task is not garbage-collected while it waits.
 
     Raises:
         TypeError: ``capacity`` is not an int or None.
@@ -251,9 +288,15 @@ class Channel(Generic[T]):
 
     def __init__(self, capacity: Optional[int]) -> None:
         self._core = core = _core.Channel(_check_capacity(capacity))
-        # The operations are native functions bound to the core channel (no Python frame in
-        # between): instance attributes that stand in for the methods documented below.
-        self.__dict__.update(core.bind())
+        core.waiting = set()  # futures of coroutines waiting on it (_pin_waiting)
+        # The operations are native functions bound to the core channel: the methods below
+        # call them, and so that no Python frame stands in between, they also shadow those
+        # methods as instance attributes — except the ones a subclass overrides.
+        self._native = native = core.bind()
+        cls = type(self)
+        for name, fn in native.items():
+            if cls is Channel or getattr(cls, name) is getattr(Channel, name):
+                self.__dict__[name] = fn
 
     # -- coroutines ---------------------------------------------------------------------------
 
@@ -266,7 +309,7 @@ class Channel(Generic[T]):
             ChannelClosed: the channel is closed (before or while waiting); not delivered.
             asyncio.CancelledError: the task was cancelled; the item was not delivered.
         """
-        return self.__dict__["send"](item)  # type: ignore[no-any-return]
+        return self._native["send"](item)  # type: ignore[no-any-return]
 
     def recv(self) -> Coroutine[Any, Any, T]:
         """Receives the next item, waiting until one is sent. Works in any running event loop;
@@ -277,7 +320,7 @@ class Channel(Generic[T]):
             asyncio.CancelledError: the task was cancelled; no item was taken (one handed
                 over at that instant went back to the channel).
         """
-        return self.__dict__["recv"]()  # type: ignore[no-any-return]
+        return self._native["recv"]()  # type: ignore[no-any-return]
 
     # -- no waiting ---------------------------------------------------------------------------
 
@@ -288,7 +331,7 @@ class Channel(Generic[T]):
             WouldBlock: the channel is full (or no receiver waits on a rendezvous channel).
             ChannelClosed: the channel is closed.
         """
-        self.__dict__["send_nowait"](item)
+        self._native["send_nowait"](item)
 
     def recv_nowait(self) -> T:
         """Receives an item if one is ready at once.
@@ -297,7 +340,7 @@ class Channel(Generic[T]):
             WouldBlock: nothing is buffered and no sender waits.
             ChannelClosed: the channel is closed and drained.
         """
-        return self.__dict__["recv_nowait"]()  # type: ignore[no-any-return]
+        return self._native["recv_nowait"]()  # type: ignore[no-any-return]
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -309,8 +352,10 @@ class Channel(Generic[T]):
             TimeoutError: the timeout passed first; the item was not delivered.
             ChannelClosed: the channel is closed; the item was not delivered.
             TypeError, ValueError: ``timeout`` is not a number (or is NaN).
+            KeyboardInterrupt: from a Ctrl-C during the wait; in the rare case that a receiver
+                took the item at that very instant, it was delivered.
         """
-        self.__dict__["send_blocking"](item, timeout)
+        self._native["send_blocking"](item, timeout)
 
     def recv_blocking(self, timeout: Optional[float] = None) -> T:
         """Receives an item from a thread, waiting up to ``timeout`` seconds (``None``: no
@@ -321,7 +366,7 @@ class Channel(Generic[T]):
             ChannelClosed: the channel is closed and drained.
             TypeError, ValueError: ``timeout`` is not a number (or is NaN).
         """
-        return self.__dict__["recv_blocking"](timeout)  # type: ignore[no-any-return]
+        return self._native["recv_blocking"](timeout)  # type: ignore[no-any-return]
 
     # -- state --------------------------------------------------------------------------------
 
@@ -366,7 +411,7 @@ class Channel(Generic[T]):
         return self
 
     def __anext__(self) -> Coroutine[Any, Any, T]:
-        return self.__dict__["__anext__"]()  # type: ignore[no-any-return]
+        return self._native["__anext__"]()  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[T]:
         """``for item in channel`` (in a thread) receives until closed and drained."""
@@ -374,7 +419,7 @@ class Channel(Generic[T]):
 
     def __next__(self) -> T:
         try:
-            return self.__dict__["recv_blocking"]()  # type: ignore[no-any-return]
+            return self._native["recv_blocking"]()  # type: ignore[no-any-return]
         except ChannelClosed:
             raise StopIteration from None
 
@@ -471,6 +516,8 @@ async def select(*ops: Operation, timeout: Optional[float] = None) -> Selected:
     loop = _get_running_loop()
     future = loop.create_future()
     waiter = _core.select_waiter(channels, items, notifier_for(loop), future)
+    cores = set(channels)
+    _pin_waiting(cores, future)
     expired: Optional[BaseException] = None
     timer = None
     if seconds is not None and not future.done():
@@ -479,6 +526,7 @@ async def select(*ops: Operation, timeout: Optional[float] = None) -> Selected:
     try:
         index, _, closed = await _settle(future, waiter, expired)
     finally:
+        _unpin_waiting(cores, future)
         if timer is not None:
             timer.cancel()
     return _selected(ops, index, waiter.take(), closed)

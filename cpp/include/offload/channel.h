@@ -465,8 +465,10 @@ class Select {
   int recv(Channel<T>& ch) { return add(ch, false, std::nullopt); }
   int send(Channel<T>& ch, T item) { return add(ch, true, std::move(item)); }
 
-  // Waits until one operation happens or the deadline passes. One Select runs once.
+  // Waits until one operation happens or the deadline passes. One Select runs once. With no
+  // operation at all it returns kWouldBlock at once (nothing could ever happen).
   SelectResult wait(absl::Time deadline = absl::InfiniteFuture()) {
+    if (ops_.empty()) return SelectResult{-1, ChannelStatus::kWouldBlock};
     return result(internal::SelectEngine<T>::wait(ops_.data(), size(), deadline),
                   ChannelStatus::kTimeout);
   }
