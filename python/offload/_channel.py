@@ -18,6 +18,7 @@ from typing import (
     AsyncIterator,
     Coroutine,
     Generic,
+    Iterable,
     Iterator,
     NamedTuple,
     Optional,
@@ -110,9 +111,13 @@ def _closed(op: Optional["Operation"] = None) -> ChannelClosed:
 
 
 async def _settle(
-    future: "asyncio.Future[None]", waiter: Any, expired: Optional[BaseException] = None
+    future: "asyncio.Future[None]",
+    waiter: Any,
+    cores: Iterable[Any],
+    expired: Optional[BaseException] = None,
 ) -> Tuple[int, bool, bool]:
     """Awaits a loop waiter; returns (index, is_send, closed) of the operation that happened.
+    While it waits, the future is pinned on the core channels `cores` (_pin_waiting).
 
     Interrupted before any operation happened (cancelled, timed out, the coroutine closed), it
     withdraws every operation and re-raises. If one happened at that instant:
@@ -123,6 +128,7 @@ async def _settle(
         (_cancel_again_later);
       * the select's own deadline (`expired`) lost the race: the outcome is returned.
     """
+    _pin_waiting(cores, future)
     try:
         await future
     except BaseException as exc:
@@ -141,6 +147,8 @@ async def _settle(
             _cancel_again_later(exc)
             return outcome
         raise
+    finally:
+        _unpin_waiting(cores, future)
     return waiter.happened()  # type: ignore[no-any-return]
 
 
@@ -180,7 +188,7 @@ def _cancel_if_still_requested(task: "asyncio.Task[Any]", requested: int, messag
         task.uncancel()  # ...without counting the same request twice
 
 
-def _pin_waiting(cores: Any, future: "asyncio.Future[Any]") -> None:
+def _pin_waiting(cores: Iterable[Any], future: "asyncio.Future[Any]") -> None:
     """Keeps a waiting coroutine's future (and so its task) alive from its channels, as
     asyncio.Queue does from its getters: the native waiter holds it weakly, so that a
     coroutine abandoned on a dead loop stays collectable with its channel."""
@@ -188,7 +196,7 @@ def _pin_waiting(cores: Any, future: "asyncio.Future[Any]") -> None:
         core.waiting.add(future)
 
 
-def _unpin_waiting(cores: Any, future: "asyncio.Future[Any]") -> None:
+def _unpin_waiting(cores: Iterable[Any], future: "asyncio.Future[Any]") -> None:
     for core in cores:
         core.waiting.discard(future)
 
@@ -201,11 +209,7 @@ async def _recv_wait(core: Any) -> Any:
     loop = _get_running_loop()
     future = loop.create_future()
     waiter = core.recv_waiter(notifier_for(loop), future)
-    _pin_waiting((core,), future)
-    try:
-        _, _, closed = await _settle(future, waiter)
-    finally:
-        _unpin_waiting((core,), future)
+    _, _, closed = await _settle(future, waiter, (core,))
     if closed:
         raise _closed()
     return waiter.take()
@@ -222,11 +226,7 @@ async def _send_wait(core: Any, item: Any) -> None:
     loop = _get_running_loop()
     future = loop.create_future()
     waiter = core.send_waiter(item, notifier_for(loop), future)
-    _pin_waiting((core,), future)
-    try:
-        _, _, closed = await _settle(future, waiter)
-    finally:
-        _unpin_waiting((core,), future)
+    _, _, closed = await _settle(future, waiter, (core,))
     if closed:
         raise _closed()
 
@@ -516,17 +516,14 @@ async def select(*ops: Operation, timeout: Optional[float] = None) -> Selected:
     loop = _get_running_loop()
     future = loop.create_future()
     waiter = _core.select_waiter(channels, items, notifier_for(loop), future)
-    cores = set(channels)
-    _pin_waiting(cores, future)
     expired: Optional[BaseException] = None
     timer = None
     if seconds is not None and not future.done():
         expired = TimeoutError("offload: select timed out")
         timer = loop.call_later(max(seconds, 0.0), _expire, future, expired)
     try:
-        index, _, closed = await _settle(future, waiter, expired)
+        index, _, closed = await _settle(future, waiter, set(channels), expired)
     finally:
-        _unpin_waiting(cores, future)
         if timer is not None:
             timer.cancel()
     return _selected(ops, index, waiter.take(), closed)
