@@ -97,32 +97,23 @@ void give_back_received(Op& op) {
 // (Ctrl-C) withdraws the operations; if one happened at that instant, a received item goes back.
 int wait_blocking(Op* ops, int n, const pyb::object& timeout) {
   const std::optional<double> seconds = checked_timeout(timeout);
-  const absl::Time deadline = deadline_after(seconds ? &*seconds : nullptr);
-  if (deadline <= absl::Now()) {
-    const int done = Engine::start(ops, n, nullptr);
-    return done == Waiter::kWaiting ? Waiter::kAborted : done;
-  }
-  internal::ThreadWaiter waiter;
-  const int done = Engine::start(ops, n, &waiter);
-  if (done != Waiter::kWaiting) return done;
-  const WaitEnd end =
-      wait_without_gil([&](absl::Time t) { return waiter.wait_until(t); }, deadline);
-  if (end != WaitEnd::kReady) {
-    if (waiter.abort()) {
-      Engine::finish(ops, n);
-      if (end == WaitEnd::kSignal) throw pyb::error_already_set();
-      return Waiter::kAborted;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    waiter.wait();  // claimed at the last moment: the claimer is about to wake us
-    Py_END_ALLOW_THREADS
-  }
-  Engine::finish(ops, n);
+  WaitEnd end = WaitEnd::kReady;
+  const int done = Engine::wait(
+      ops, n, deadline_after(seconds ? &*seconds : nullptr),
+      [&](internal::ThreadWaiter& waiter, absl::Time deadline) {
+        end = wait_without_gil([&](absl::Time t) { return waiter.wait_until(t); }, deadline);
+        return end == WaitEnd::kReady;
+      },
+      [](internal::ThreadWaiter& waiter) {
+        Py_BEGIN_ALLOW_THREADS
+        waiter.wait();  // the claimer may need the GIL to reach its wake-up
+        Py_END_ALLOW_THREADS
+      });
   if (end == WaitEnd::kSignal) {
-    give_back_received(ops[waiter.state()]);
+    if (done >= 0) give_back_received(ops[done]);
     throw pyb::error_already_set();
   }
-  return waiter.state();
+  return done;
 }
 
 // The core operations for (channel, item) pairs: the `recv` marker as the item makes a receive.
@@ -143,13 +134,14 @@ std::vector<Op> core_ops(const std::vector<std::shared_ptr<Core>>& channels,
 // LoopWaiter: a coroutine's wait on one or several operations (see channels.h).
 //
 // Ownership: Python holds it while the coroutine awaits; `self_` keeps it alive while its ops
-// are queued, and the wake-up task keeps it alive until the loop ran it. A wake-up the loop
-// will never run (its notifier is closed: the loop is gone) orphans the waiter: its ops are
-// withdrawn and a received item goes back to its channel.
+// are queued, and the wake-up task keeps it alive until the loop ran it.
 //
-// The future is held through a weak reference where the future type allows it: a queued
-// waiter must not keep its coroutine alive. A coroutine abandoned on a dead loop is then
-// collected by Python's gc, and closing it runs the coroutine's own withdraw path.
+// Nobody resumes the coroutine if its future is gone or its loop closed: the claimer then
+// orphans the waiter at once (its ops are withdrawn, a received item goes on to the next
+// receiver), and so does a wake-up task the notifier refuses or drops.
+//
+// The future is held weakly; offload._channel pins it on the channel instead, where Python's
+// gc sees it, so a coroutine abandoned on a dead loop stays collectable with its channel.
 
 class LoopWaiter final : public Waiter, public std::enable_shared_from_this<LoopWaiter> {
  public:
@@ -174,16 +166,18 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
 
   void wake() override {
     std::shared_ptr<LoopWaiter> self = std::move(self_);
-    if (PyGILState_Check() && !awaited()) {
-      orphan();  // nobody will ever resume: pass a received item on to the next receiver now
-      return;
-    }
-    // The claimer runs on this very loop (it may have moved to another thread since the wait
-    // began, so ask which loop runs here now): complete now, no round trip. Comparing
-    // identities is safe: the future, while it exists, keeps its loop alive.
-    if (loop_ != nullptr && PyGILState_Check() && running_loop() == loop_) {
-      on_loop();
-      return;
+    if (PyGILState_Check()) {
+      if (!awaited()) {
+        orphan();  // nobody will ever resume: pass a received item on to the next receiver
+        return;
+      }
+      // The claimer runs on this very loop (it may have moved to another thread since the wait
+      // began, so ask which loop runs here now): complete now, no round trip. Comparing
+      // identities is safe: the future, while it exists, keeps its loop alive.
+      if (loop_ != nullptr && running_loop() == loop_) {
+        on_loop();
+        return;
+      }
     }
     (void)notifier_->add(Wake{std::move(self)});  // refused: Wake's destructor orphans it
   }

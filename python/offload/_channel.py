@@ -542,7 +542,7 @@ def select_blocking(*ops: Operation, timeout: Optional[float] = None) -> Selecte
         ChannelClosed, TimeoutError, TypeError, ValueError: as :func:`select`.
     """
     channels, items = _select_args(ops)
-    index, item, closed = _core.select_blocking(channels, items, _check_timeout(timeout))
+    index, item, closed = _core.select_blocking(channels, items, timeout)  # checked there
     return _selected(ops, index, item, closed)
 
 

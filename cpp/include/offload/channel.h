@@ -257,8 +257,14 @@ class SelectEngine {
   }
 
   // Blocks the calling thread until one op happens or the deadline passes: the index of the op
-  // that happened, or Waiter::kAborted at the deadline (nothing happened).
-  static int wait(Op* ops, int n, absl::Time deadline) {
+  // that happened, or Waiter::kAborted when nothing did.
+  //
+  // How the thread blocks is the caller's: `block(waiter, deadline)` waits for the wake-up
+  // (true) or gives up (false: the deadline passed, or the caller was interrupted);
+  // `await_claim(waiter)` waits for the wake-up of a claim that beat the give-up, which is
+  // imminent. The two-argument form blocks plainly; the Python binding releases the GIL.
+  template <class Block, class AwaitClaim>
+  static int wait(Op* ops, int n, absl::Time deadline, Block block, AwaitClaim await_claim) {
     if (deadline <= absl::Now()) {
       const int done = start(ops, n, nullptr);
       return done == Waiter::kWaiting ? Waiter::kAborted : done;
@@ -266,9 +272,15 @@ class SelectEngine {
     ThreadWaiter waiter;
     const int done = start(ops, n, &waiter);
     if (done != Waiter::kWaiting) return done;
-    if (!waiter.wait_until(deadline) && !waiter.abort()) waiter.wait();
+    if (!block(waiter, deadline) && !waiter.abort()) await_claim(waiter);
     finish(ops, n);
     return waiter.state();
+  }
+
+  static int wait(Op* ops, int n, absl::Time deadline) {
+    return wait(
+        ops, n, deadline, [](ThreadWaiter& w, absl::Time d) { return w.wait_until(d); },
+        [](ThreadWaiter& w) { w.wait(); });
   }
 
  private:
