@@ -166,7 +166,7 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
 
   void wake() override {
     std::shared_ptr<LoopWaiter> self = std::move(self_);
-    if (PyGILState_Check()) {
+    if (holds_gil()) {
       if (!awaited()) {
         orphan();  // nobody will ever resume: pass a received item on to the next receiver
         return;

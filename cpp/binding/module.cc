@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "channels.h"
+#include "interpreters.h"
 #include "jobs.h"
 #include "offload/future.h"
 #include "offload/notifier.h"
@@ -165,12 +166,21 @@ class PyFuture {
 
 class PyPool {
  public:
-  PyPool(std::size_t workers, std::string name, pyb::object initializer, pyb::tuple initargs)
+  // With `interpreter_bootstrap`, every worker owns an own-GIL subinterpreter set up by that
+  // source (interpreters.h); calls reach it through run_in_interpreter.
+  PyPool(std::size_t workers, std::string name, pyb::object initializer, pyb::tuple initargs,
+         std::optional<std::string> interpreter_bootstrap)
       : workers_(workers == 0 ? ThreadPool::default_worker_count() : workers),
         name_(std::move(name)),
         init_(std::make_shared<Initializer>()) {
     init_->fn = own_or_null(initializer);
     init_->args = own(initargs);
+    if (interpreter_bootstrap) {
+      if (!kInterpretersSupported) {
+        throw std::runtime_error("offload: worker interpreters need Python 3.12 or newer");
+      }
+      init_->bootstrap = std::move(*interpreter_bootstrap);
+    }
     start();
   }
 
@@ -246,6 +256,7 @@ class PyPool {
   struct Initializer {
     Ref fn;  // null: none
     Ref args;
+    std::string bootstrap;  // empty: no worker interpreters
     std::shared_ptr<std::atomic<bool>> broken = std::make_shared<std::atomic<bool>>(false);
   };
 
@@ -260,7 +271,12 @@ class PyPool {
     options.workers = workers_;
     options.name = name_;
     options.hooks.on_start = [init = init_](std::size_t) {
-      if (!init->fn || !WorkerGil::ensure()) return;
+      if ((!init->fn && init->bootstrap.empty()) || !WorkerGil::ensure()) return;
+      if (!init->bootstrap.empty()) start_worker_interpreter(init->bootstrap);
+      if (!init->fn) {
+        WorkerGil::release();
+        return;
+      }
       Ref r = Ref::steal(PyObject_Call(init->fn.get(), init->args.get(), nullptr));
       if (!r) {
         Ref error = fetch_error();
@@ -270,7 +286,10 @@ class PyPool {
       WorkerGil::release();
     };
     options.hooks.after_batch = [] { WorkerGil::release(); };
-    options.hooks.on_stop = [] { WorkerGil::stop(); };
+    options.hooks.on_stop = [] {
+      stop_worker_interpreter();
+      WorkerGil::stop();
+    };
     pool_ = std::make_unique<ThreadPool>(std::move(options));
   }
 
@@ -424,6 +443,16 @@ PyObject* make_runner(PyPool& pool, const pyb::object& owner) {
   return fn;
 }
 
+PyObject* run_in_interpreter(PyObject*, PyObject* payload) {
+  return run_in_worker_interpreter(payload);
+}
+
+PyMethodDef run_in_interpreter_def = {
+    "run_in_interpreter", run_in_interpreter, METH_O,
+    "run_in_interpreter(payload, /)\n--\n\n"
+    "Runs a pickled call in this InterpreterPool worker's own interpreter; returns the pickled\n"
+    "reply. Only meaningful on an InterpreterPool worker thread."};
+
 }  // namespace
 }  // namespace offload::py
 
@@ -488,9 +517,9 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("state", &PyFuture::state);
 
   pyb::class_<PyPool>(m, "Pool")
-      .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple>(), pyb::arg("workers"),
-           pyb::arg("name"), pyb::arg("initializer") = pyb::none(),
-           pyb::arg("initargs") = pyb::tuple())
+      .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple, std::optional<std::string>>(),
+           pyb::arg("workers"), pyb::arg("name"), pyb::arg("initializer") = pyb::none(),
+           pyb::arg("initargs") = pyb::tuple(), pyb::arg("interpreter_bootstrap") = pyb::none())
       .def("runner",
            [](pyb::object self) {
              return pyb::reinterpret_steal<pyb::object>(make_runner(self.cast<PyPool&>(), self));
@@ -512,6 +541,9 @@ PYBIND11_MODULE(_core, m) {
     return job != nullptr && job->cancel_requested();
   });
   m.def("default_worker_count", &ThreadPool::default_worker_count);
+  m.attr("interpreters_supported") = kInterpretersSupported;
+  m.add_object("run_in_interpreter",
+               pyb::reinterpret_steal<pyb::object>(PyCFunction_NewEx(&run_in_interpreter_def, nullptr, m.ptr())));
   m.def("set_notifier_lookup", [](pyb::object lookup) {
     Py_XDECREF(notifier_lookup);
     notifier_lookup = new_ref(lookup.ptr());

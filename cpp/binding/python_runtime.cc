@@ -51,9 +51,23 @@ bool is_finalizing() {
 #endif
 }
 
+bool holds_gil() {
+#if PY_VERSION_HEX >= 0x030C0000
+  // The current thread state is per thread since 3.12 (null while the GIL is released).
+#if PY_VERSION_HEX >= 0x030D0000
+  PyThreadState* tstate = PyThreadState_GetUnchecked();
+#else
+  PyThreadState* tstate = _PyThreadState_UncheckedGet();
+#endif
+  return tstate != nullptr && PyThreadState_GetInterpreter(tstate) == PyInterpreterState_Main();
+#else
+  return PyGILState_Check() != 0;  // no own-GIL subinterpreters before 3.12
+#endif
+}
+
 void drop_reference(PyObject* obj) {
   if (obj == nullptr) return;
-  if (PyGILState_Check()) {
+  if (holds_gil()) {
     Py_DECREF(obj);
     return;
   }

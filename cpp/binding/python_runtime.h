@@ -34,6 +34,11 @@ inline PyObject* new_ref(PyObject* obj) {
 // True once CPython has started finalizing; safe to call without the GIL.
 bool is_finalizing();
 
+// True when this thread holds the main interpreter's GIL. Use it, never PyGILState_Check():
+// once a subinterpreter exists CPython disables that check (it then always answers yes), and
+// a worker may hold a subinterpreter's GIL instead of the main one.
+bool holds_gil();
+
 // Decrefs `obj` now if this thread holds the GIL; otherwise queues it for the next thread that
 // calls collect_garbage() with the GIL held. Never blocks on the GIL.
 void drop_reference(PyObject* obj);

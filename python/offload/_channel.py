@@ -27,6 +27,7 @@ from typing import (
 )
 
 from . import _core
+from ._errors import ChannelClosed, WouldBlock
 from ._loop import notifier_for
 
 T = TypeVar("T")
@@ -34,23 +35,6 @@ T = TypeVar("T")
 _get_running_loop = asyncio.get_running_loop
 _CancelledError = asyncio.CancelledError
 
-
-class ChannelClosed(Exception):
-    """The channel is closed: raised by every send after :meth:`Channel.close`, and by
-    receives once the items buffered before the close are drained.
-
-    ``op`` is the :class:`Operation` that met the closed channel when a select raised it,
-    else ``None``.
-    """
-
-    op: Optional["Operation"] = None
-
-
-class WouldBlock(Exception):
-    """A ``*_nowait`` operation (or :func:`select_nowait`) could not happen at once."""
-
-
-# Marks "nothing buffered" inside the core, and a receive among select operations.
 _EMPTY = object()
 _RECV = object()
 

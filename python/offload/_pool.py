@@ -23,6 +23,7 @@ from typing import (
     List,
     Optional,
     Set,
+    Tuple,
     Type,
     TypeVar,
 )
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S", bound="_PoolBase")
 
 _get_running_loop = asyncio.get_running_loop
 
@@ -138,6 +140,12 @@ class Future(Generic[T]):
         return f"<offload.Future state={self._core.state}>"
 
 
+def _check_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"offload: name must be a str, got {type(name).__name__}")
+    return name
+
+
 def _check_workers(workers: Optional[int], what: str) -> int:
     if workers is None:
         return int(_core.default_worker_count())
@@ -148,41 +156,23 @@ def _check_workers(workers: Optional[int], what: str) -> int:
     return workers
 
 
-class Pool:
-    """A pool of native worker threads that run Python callables.
+class _PoolBase:
+    """What every offload pool shares: a native pool of worker threads (``_core.Pool``) behind
+    ``map``/``imap``, ``shutdown``, ``stats`` and the context managers. Subclasses define how
+    a call reaches a worker: ``run``, ``submit`` and ``_map_calls``."""
 
-    ``workers`` defaults to the number of CPUs this process may use. Threads are named
-    ``"<name>-<index>"``. Calls start in the order they were submitted. Each worker keeps one
-    Python thread state for its life and takes the GIL once per batch of queued calls, so
-    offloading many small calls costs little more than making them.
+    _core: _core.Pool
+    _run: Callable[..., "asyncio.Future[Any]"]
 
-    Use a pool for work that releases the GIL (hashing, compression, I/O, numpy, C libraries)
-    or that blocks; pure-Python CPU work does not run in parallel on threads.
-
-    Example::
-
-        async with offload.Pool(workers=8, name="parser") as pool:
-            row = await pool.run(parse, line)            # one call
-            rows = await pool.map(parse, lines)          # ordered list; first error raised
-            fut = pool.submit(parse, line)               # offload.Future, for threads too
-
-    Raises:
-        TypeError: ``workers`` is not an int, or ``name`` not a str.
-        ValueError: ``workers`` is less than 1.
-    """
-
-    def __init__(self, workers: Optional[int] = None, *, name: str = "offload") -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"offload: name must be a str, got {type(name).__name__}")
-        self._core = _core.Pool(_check_workers(workers, "workers"), name)
-        # The native fast path of run(); also bound as the instance's `run`, which skips the
-        # Python frame of the method below.
-        self._run = self.run = self._core.runner()  # type: ignore[method-assign]
+    def _start(self, core: _core.Pool) -> None:
+        self._core = core
+        # The native fast path of run(): a raw vectorcall function bound to the native pool.
+        self._run = core.runner()
         _live_pools.add(self)
 
     @property
     def workers(self) -> int:
-        """The number of worker threads."""
+        """The number of workers."""
         return int(self._core.workers)
 
     @property
@@ -190,31 +180,12 @@ class Pool:
         """The pool's name, the prefix of its threads' names."""
         return str(self._core.name)
 
-    def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> Future[R]:
-        """Schedules ``fn(*args, **kwargs)`` and returns its :class:`offload.Future`.
-
-        The call runs in a copy of the caller's :mod:`contextvars` context.
-
-        Raises:
-            TypeError: ``fn`` is not callable.
-            RuntimeError: the pool was shut down.
-        """
-        return Future(self._core.submit(fn, args, kwargs or None, copy_context()))
-
     def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
-        """Runs ``fn(*args, **kwargs)`` on a worker; await the result in the running loop.
+        raise NotImplementedError
 
-        Semantics match :func:`asyncio.to_thread`: the call runs in a copy of the caller's
-        :mod:`contextvars` context, its exception is raised with its traceback, and
-        cancelling the awaiting task cancels the call if it has not started (a running call
-        cannot be interrupted; it can poll :func:`offload.cancelled`). The return value is
-        the loop's own future, completed on the loop's thread.
-
-        Raises:
-            RuntimeError: no running event loop, or the pool was shut down.
-            TypeError: ``fn`` is not callable.
-        """
-        return self._run(fn, *args, **kwargs)
+    def _map_calls(self, fn: Callable[[T], R], items: List[T]) -> Tuple[Callable[[Any], Any], List[Any], Any]:
+        """(the function each worker calls, its argument per item, the context to run in)."""
+        raise NotImplementedError
 
     def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "asyncio.Future[List[R]]":
         """Runs ``fn(item)`` for every item on the workers; await the list of results.
@@ -223,21 +194,22 @@ class Pool:
         the workers in blocks, so a map costs far less per item than as many ``run`` calls.
         If calls raise, the exception of the lowest-indexed failure among the calls that ran
         is raised and no further items start. Cancelling the awaiting task stops items that
-        have not started. Each call runs in its own copy of the caller's context.
+        have not started.
 
         Raises:
             RuntimeError: no running event loop, or the pool was shut down.
             TypeError: ``fn`` is not callable, or ``iterable`` is not iterable.
         """
         loop = _get_running_loop()
+        if not callable(fn):
+            raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
         items = list(iterable)
         future = loop.create_future()
         if not items:
-            if not callable(fn):
-                raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
             future.set_result([])
             return future
-        self._core.map_on_loop(notifier_for(loop), future, fn, items, copy_context())
+        target, calls, context = self._map_calls(fn, items)
+        self._core.map_on_loop(notifier_for(loop), future, target, calls, context)
         return future
 
     def imap(
@@ -276,8 +248,8 @@ class Pool:
         limit = 4 * self.workers if window is None else _check_workers(window, "window")
         iterator = iter(iterable)
         if ordered:
-            return _imap_ordered(self._run, fn, iterator, limit)
-        return _imap_unordered(self._run, fn, iterator, limit)
+            return _imap_ordered(self.run, fn, iterator, limit)
+        return _imap_unordered(self.run, fn, iterator, limit)
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stops accepting calls, as :meth:`concurrent.futures.Executor.shutdown` does.
@@ -297,13 +269,13 @@ class Pool:
         """True once :meth:`shutdown` was called."""
         return bool(self._core.is_shutdown)
 
-    def __enter__(self) -> "Pool":
+    def __enter__(self: S) -> S:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown(wait=True)
 
-    async def __aenter__(self) -> "Pool":
+    async def __aenter__(self: S) -> S:
         return self
 
     async def __aexit__(
@@ -334,9 +306,69 @@ class Pool:
         s = self._core.stats()
         state = "shut down" if self.closed else "running"
         return (
-            f"<offload.Pool name={self.name!r} workers={self.workers} {state}"
+            f"<offload.{type(self).__name__} name={self.name!r} workers={self.workers} {state}"
             f" queued={s['queued']} busy={s['busy']}>"
         )
+
+
+class Pool(_PoolBase):
+    """A pool of native worker threads that run Python callables.
+
+    ``workers`` defaults to the number of CPUs this process may use. Threads are named
+    ``"<name>-<index>"``. Calls start in the order they were submitted. Each worker keeps one
+    Python thread state for its life and takes the GIL once per batch of queued calls, so
+    offloading many small calls costs little more than making them.
+
+    Use a pool for work that releases the GIL (hashing, compression, I/O, numpy, C libraries)
+    or that blocks; pure-Python CPU work does not run in parallel on threads: use
+    :class:`InterpreterPool` or :class:`ProcessPool` for that.
+
+    Example::
+
+        async with offload.Pool(workers=8, name="parser") as pool:
+            row = await pool.run(parse, line)            # one call
+            rows = await pool.map(parse, lines)          # ordered list; first error raised
+            fut = pool.submit(parse, line)               # offload.Future, for threads too
+
+    Raises:
+        TypeError: ``workers`` is not an int, or ``name`` not a str.
+        ValueError: ``workers`` is less than 1.
+    """
+
+    def __init__(self, workers: Optional[int] = None, *, name: str = "offload") -> None:
+        self._start(_core.Pool(_check_workers(workers, "workers"), _check_name(name)))
+        # Bound as the instance's `run` too, which skips the Python frame of the method below.
+        self.run = self._run  # type: ignore[method-assign]
+
+    def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> Future[R]:
+        """Schedules ``fn(*args, **kwargs)`` and returns its :class:`offload.Future`.
+
+        The call runs in a copy of the caller's :mod:`contextvars` context.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+            RuntimeError: the pool was shut down.
+        """
+        return Future(self._core.submit(fn, args, kwargs or None, copy_context()))
+
+    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+        """Runs ``fn(*args, **kwargs)`` on a worker; await the result in the running loop.
+
+        Semantics match :func:`asyncio.to_thread`: the call runs in a copy of the caller's
+        :mod:`contextvars` context, its exception is raised with its traceback, and
+        cancelling the awaiting task cancels the call if it has not started (a running call
+        cannot be interrupted; it can poll :func:`offload.cancelled`). The return value is
+        the loop's own future, completed on the loop's thread.
+
+        Raises:
+            RuntimeError: no running event loop, or the pool was shut down.
+            TypeError: ``fn`` is not callable.
+        """
+        return self._run(fn, *args, **kwargs)
+
+    def _map_calls(self, fn: Callable[[T], R], items: List[T]) -> Tuple[Callable[[Any], Any], List[Any], Any]:
+        # Each call runs in its own copy of the caller's context.
+        return fn, items, copy_context()
 
 
 async def _imap_ordered(

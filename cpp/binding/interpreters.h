@@ -1,0 +1,45 @@
+// Worker interpreters: each worker thread of an InterpreterPool owns one subinterpreter with
+// its own GIL (PEP 684, Python 3.12+), created when the worker starts and ended when it stops.
+//
+// A worker thread then holds two thread states: its main-interpreter one (WorkerGil) and its
+// subinterpreter's. A call hops between them:
+//
+//   main GIL held: the job reads the pickled call (a main-interpreter bytes object)
+//   -> release the main GIL, take the subinterpreter's GIL
+//   -> copy the payload into a subinterpreter bytes object, run it, copy the reply out
+//   -> release the subinterpreter's GIL, take the main GIL back, return the reply as bytes
+//
+// No object ever crosses interpreters: only bytes are copied, and while the subinterpreter
+// runs, the main GIL is free for the event loop and the other workers. Objects of one
+// interpreter are never referenced from the other (no Ref is created in a subinterpreter).
+
+#ifndef OFFLOAD_BINDING_INTERPRETERS_H_
+#define OFFLOAD_BINDING_INTERPRETERS_H_
+
+#include <Python.h>
+
+#include <string>
+
+namespace offload::py {
+
+// True when this build can create own-GIL subinterpreters (built against Python 3.12+).
+constexpr bool kInterpretersSupported = PY_VERSION_HEX >= 0x030C0000;
+
+// Creates this worker thread's subinterpreter and runs `bootstrap` (Python source that must
+// define a callable `run(payload: bytes) -> bytes`) in it. The main GIL is held, by this
+// thread's main thread state, on entry and on return. On failure the error is kept and every
+// call on this worker retries the start, raising RuntimeError with the cause until it works.
+void start_worker_interpreter(const std::string& bootstrap);
+
+// Ends this worker thread's subinterpreter, if it has one. No GIL is held on entry or return.
+// During interpreter finalization it leaks the subinterpreter instead.
+void stop_worker_interpreter();
+
+// Runs `run(payload)` in this worker thread's subinterpreter and returns the reply as a new
+// main-interpreter bytes object, or null with an exception set. `payload` must be bytes. The
+// main GIL is held on entry and on return, and released while the subinterpreter runs.
+PyObject* run_in_worker_interpreter(PyObject* payload);
+
+}  // namespace offload::py
+
+#endif  // OFFLOAD_BINDING_INTERPRETERS_H_

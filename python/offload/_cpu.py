@@ -1,0 +1,415 @@
+"""CPU pools: pure-Python work in parallel, behind the Pool API.
+
+Threads run Python in parallel only while it releases the GIL. These pools give each worker
+its own GIL:
+
+* :class:`InterpreterPool` (Python 3.12+): each worker thread owns a subinterpreter with its
+  own GIL, created once by the native core (``interpreters.cc``);
+* :class:`ProcessPool` (every Python): each worker thread owns a worker process.
+
+Both are a native offload pool whose calls are pickled: the caller pickles
+``(fn, args, kwargs)``, a worker thread hands the bytes to its interpreter or process
+(``offload._worker.run`` answers with a pickled reply), and unpickles the reply into the
+result or the exception. So results reach asyncio through the loop's notifier like any
+``Pool`` result, cancelling a call that has not started costs nothing, and ``map``, ``imap``,
+``stats``, ``shutdown`` and the context managers are ``Pool``'s own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import pickle
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar
+
+from . import _core, _worker
+from ._errors import RemoteError, RemoteTraceback, SendError, WorkerDied
+from ._pool import Future, _check_name, _check_workers, _PoolBase
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# A call on its way to a worker: the pickled (fn, args, kwargs), and fn for error messages.
+_Job = Tuple[bytes, Any]
+
+
+def _describe(fn: Any) -> str:
+    qualname = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if isinstance(qualname, str):
+        return f"{module}.{qualname}" if isinstance(module, str) else qualname
+    return repr(fn)
+
+
+def _why_unpicklable(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], where: str) -> str:
+    """Names what in a call cannot be pickled (the call as a whole just failed to)."""
+    name = _describe(fn)
+    try:
+        pickle.dumps(fn, protocol=_worker.PROTOCOL)
+    except Exception as error:
+        return (
+            f"offload: cannot send {name} to a {where}: {error}. Only functions importable "
+            "by name can be sent: defined at the top level of a module, not lambdas, nested "
+            "functions or closures"
+        )
+    for index, arg in enumerate(args):
+        try:
+            pickle.dumps(arg, protocol=_worker.PROTOCOL)
+        except Exception as error:
+            return (
+                f"offload: argument {index} of {name} ({type(arg).__name__}) cannot be "
+                f"pickled for a {where}: {error}"
+            )
+    for key, value in kwargs.items():
+        try:
+            pickle.dumps(value, protocol=_worker.PROTOCOL)
+        except Exception as error:
+            return (
+                f"offload: keyword argument {key!r} of {name} ({type(value).__name__}) "
+                f"cannot be pickled for a {where}: {error}"
+            )
+    return f"offload: the call to {name} cannot be pickled for a {where}"
+
+
+def _encode(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], where: str) -> _Job:
+    if not callable(fn):
+        raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+    try:
+        payload = pickle.dumps((fn, args, kwargs), protocol=_worker.PROTOCOL)
+    except Exception as error:
+        raise SendError(_why_unpicklable(fn, args, kwargs, where)) from error
+    return payload, fn
+
+
+def _decode(reply: bytes, fn: Any, where: str) -> Any:
+    """The result of a call from its reply; raises what the call raised."""
+    try:
+        message = pickle.loads(reply)
+    except Exception as error:
+        raise SendError(
+            f"offload: the result of {_describe(fn)} could not be unpickled in the caller: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    tag = message[0]
+    if tag == _worker.OK:
+        return message[1]
+    if tag == _worker.RAISED:
+        _, blob, type_name, text, remote_tb = message
+        error = None
+        if blob is not None:
+            try:
+                error = pickle.loads(blob)
+            except Exception:
+                pass  # its type cannot be rebuilt here: RemoteError below
+        if not isinstance(error, BaseException):
+            error = RemoteError(type_name, text)
+        error.__cause__ = RemoteTraceback(remote_tb)
+        raise error
+    _, type_name, text, remote_tb = message
+    if tag == _worker.LOAD_FAILED:
+        hint = ""
+        if where == "worker interpreter" and "ImportError" in type_name:
+            hint = (
+                " (a worker interpreter imports only modules that support subinterpreters;"
+                " many C extensions do not: use offload.ProcessPool for those)"
+            )
+        elif "__main__" in text:
+            hint = f" (objects defined in __main__ cannot be loaded in a {where})"
+        what = f"offload: the call to {_describe(fn)} could not be loaded in the {where}: "
+        raise SendError(f"{what}{type_name}: {text}{hint}") from RemoteTraceback(remote_tb)
+    raise SendError(
+        f"offload: the result of {_describe(fn)} could not be pickled in the {where}: "
+        f"{type_name}: {text}"
+    ) from RemoteTraceback(remote_tb)
+
+
+class _PickledPool(_PoolBase):
+    """A pool whose calls are pickled to another interpreter or process."""
+
+    _where = "worker"
+
+    def _check_sendable(self, fn: Any) -> None:
+        """Raises SendError for a function the workers surely cannot load."""
+
+    def _encode(self, fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> _Job:
+        self._check_sendable(fn)
+        return _encode(fn, args, kwargs, self._where)
+
+    def _call(self, job: _Job) -> Any:
+        """Runs one call on the worker thread this is called on (the main GIL held)."""
+        raise NotImplementedError
+
+    def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> Future[R]:
+        """Schedules ``fn(*args, **kwargs)`` and returns its :class:`offload.Future`.
+
+        ``fn`` and the arguments are pickled now, so a failure to pickle raises here.
+
+        Raises:
+            SendError: ``fn`` or an argument cannot be sent to a worker.
+            TypeError: ``fn`` is not callable.
+            RuntimeError: the pool was shut down.
+        """
+        job = self._encode(fn, args, kwargs)
+        return Future(self._core.submit(self._call, (job,), None, None))
+
+    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+        """Runs ``fn(*args, **kwargs)`` on a worker; await the result in the running loop.
+
+        ``fn`` and the arguments are pickled now, so a failure to pickle raises here. The
+        exception the call raises comes back with its type and message, its worker-side
+        traceback attached as ``__cause__`` (a :class:`RemoteTraceback`). Cancelling the
+        awaiting task cancels the call if it has not started; a running call runs to its end.
+
+        Raises:
+            SendError: ``fn`` or an argument cannot be sent to a worker.
+            RuntimeError: no running event loop, or the pool was shut down.
+            TypeError: ``fn`` is not callable.
+        """
+        return self._run(self._call, self._encode(fn, args, kwargs))
+
+    def _map_calls(self, fn: Callable[[T], R], items: List[T]) -> Tuple[Callable[[Any], Any], List[Any], Any]:
+        self._check_sendable(fn)
+        return self._call, [_encode(fn, (item,), {}, self._where) for item in items], None
+
+
+def _interpreter_call(job: _Job) -> Any:
+    payload, fn = job
+    return _decode(_core.run_in_interpreter(payload), fn, "worker interpreter")
+
+
+def _bootstrap_source() -> str:
+    """The Python source each worker interpreter runs once when it starts: the caller's
+    ``sys.path``, then ``offload._worker`` loaded from its file (importing the ``offload``
+    package would load the native core, which subinterpreters cannot)."""
+    path = [p for p in sys.path if isinstance(p, str)]
+    return (
+        "import sys, importlib.util\n"
+        f"sys.path[:] = {path!r}\n"
+        f"spec = importlib.util.spec_from_file_location('offload._worker', {_worker.__file__!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['offload._worker'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        "module.subinterpreter = True\n"
+        "run = module.run\n"
+        "del spec, module\n"
+    )
+
+
+class InterpreterPool(_PickledPool):
+    """Runs pure-Python functions in parallel: each worker is a native thread owning a
+    subinterpreter with its own GIL (PEP 684; Python 3.12+).
+
+    ``workers`` defaults to the number of CPUs this process may use. Interpreters start with
+    the pool (40 to 90 ms each, in parallel on the workers) and are reused, so a call costs a
+    pickle round trip, not an interpreter start. The surface is :class:`Pool`'s: ``run``,
+    ``submit``, ``map``, ``imap``, ``shutdown``, ``stats`` and the context managers.
+
+    What can be sent: a function importable by name — defined at the top level of a module
+    the worker interpreter can import (not ``__main__``, not a lambda or closure) — with
+    picklable arguments and a picklable result. Worker interpreters import modules afresh and
+    share no state with the caller or each other (start from the caller's ``sys.path``);
+    extension modules without subinterpreter support (numpy and many others) cannot be
+    imported there: use :class:`ProcessPool` for those. :mod:`contextvars` are not carried
+    over and :func:`offload.cancelled` is false in a worker interpreter.
+
+    Example::
+
+        # crunch.py
+        def score(doc: str) -> float: ...
+
+        # app.py
+        async with offload.InterpreterPool() as pool:
+            scores = await pool.map(crunch.score, docs)     # in parallel, order kept
+
+    Raises:
+        RuntimeError: this Python is older than 3.12 (use :class:`ProcessPool`).
+        TypeError: ``workers`` is not an int, or ``name`` not a str.
+        ValueError: ``workers`` is less than 1.
+    """
+
+    _where = "worker interpreter"
+
+    def __init__(self, workers: Optional[int] = None, *, name: str = "offload-interp") -> None:
+        if not _core.interpreters_supported:
+            raise RuntimeError(
+                "offload.InterpreterPool needs Python 3.12 or newer (own-GIL subinterpreters, "
+                f"PEP 684); this is Python {sys.version_info.major}.{sys.version_info.minor}. "
+                "Use offload.ProcessPool for pure-Python CPU work on this Python"
+            )
+        count = _check_workers(workers, "workers")
+        self._start(_core.Pool(count, _check_name(name), None, (), _bootstrap_source()))
+
+    def _check_sendable(self, fn: Any) -> None:
+        if getattr(fn, "__module__", None) == "__main__":
+            raise SendError(
+                f"offload: cannot send {_describe(fn)} to a worker interpreter: it is defined "
+                "in __main__, which worker interpreters cannot import. Define it in a module"
+            )
+
+    _call = staticmethod(_interpreter_call)  # type: ignore[assignment]
+
+
+def _default_context() -> Any:
+    """A start method that is safe in a process with threads (offload's workers, the loop):
+    forkserver where it exists (POSIX but macOS), else spawn. Never plain fork."""
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods and sys.platform != "darwin":
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("spawn")
+
+
+class _Process:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, context: Any, name: str) -> None:
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(target=_worker.serve, args=(child,), name=name, daemon=True)
+        try:
+            self.process.start()
+        finally:
+            child.close()
+
+    def call(self, payload: bytes) -> bytes:
+        self.conn.send_bytes(payload)
+        return bytes(self.conn.recv_bytes())
+
+    def exit_code(self) -> Optional[int]:
+        self.process.join(timeout=5)
+        return self.process.exitcode
+
+    def stop(self, timeout: float) -> None:
+        """Closes the pipe (the worker's cue to exit) and reaps the process."""
+        self.conn.close()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+class ProcessPool(_PickledPool):
+    """Runs pure-Python functions in parallel in worker processes, on every Python.
+
+    Each worker is a native thread that owns one worker process, started on its first call
+    and replaced if it dies: the call it was running then fails with :class:`WorkerDied`, and
+    the calls queued behind it run in the new process. ``mp_context`` is a
+    :mod:`multiprocessing` context; the default start method is ``forkserver`` (``spawn`` on
+    macOS), because forking a process that runs threads is unsafe. The surface is
+    :class:`Pool`'s: ``run``, ``submit``, ``map``, ``imap``, ``shutdown``, ``stats`` and the
+    context managers; ``shutdown`` also stops the processes.
+
+    What can be sent: a function importable by name with picklable arguments and result, as
+    for :class:`concurrent.futures.ProcessPoolExecutor` (a ``__main__`` function works when
+    the main module is a file guarded by ``if __name__ == "__main__":``). Unlike
+    :class:`InterpreterPool`, workers can import any module (numpy included).
+    :mod:`contextvars` are not carried over and :func:`offload.cancelled` is false in a worker.
+
+    Example::
+
+        async with offload.ProcessPool(workers=4) as pool:
+            scores = await pool.map(crunch.score, docs)
+
+    Raises:
+        TypeError: ``workers`` is not an int, or ``name`` not a str.
+        ValueError: ``workers`` is less than 1.
+    """
+
+    _where = "worker process"
+
+    def __init__(
+        self,
+        workers: Optional[int] = None,
+        *,
+        name: str = "offload-process",
+        mp_context: Any = None,
+    ) -> None:
+        count = _check_workers(workers, "workers")
+        self._context = _default_context() if mp_context is None else mp_context
+        self._local = threading.local()  # .process: the worker process of this worker thread
+        self._processes: List[_Process] = []  # every process started and not yet reaped
+        self._lock = threading.Lock()
+        self._start(_core.Pool(count, _check_name(name), None, ()))
+
+    def _check_sendable(self, fn: Any) -> None:
+        if getattr(fn, "__module__", None) == "__main__":
+            main = sys.modules.get("__main__")
+            if getattr(main, "__file__", None) is None:
+                raise SendError(
+                    f"offload: cannot send {_describe(fn)} to a worker process: it is defined "
+                    "in an interactive __main__ (no file), which worker processes cannot "
+                    "import. Define it in a module"
+                )
+
+    def _process(self) -> _Process:
+        process: Optional[_Process] = getattr(self._local, "process", None)
+        if process is not None and process.process.is_alive():
+            return process
+        if process is not None:  # died while idle: nothing was lost, replace it
+            self._forget(process)
+        process = _Process(self._context, f"{self.name}-{threading.current_thread().name}")
+        with self._lock:
+            self._processes.append(process)
+        self._local.process = process
+        return process
+
+    def _forget(self, process: _Process) -> None:
+        self._local.process = None
+        with self._lock:
+            if process in self._processes:
+                self._processes.remove(process)
+        process.stop(timeout=0)
+
+    def _call(self, job: _Job) -> Any:
+        payload, fn = job
+        process = self._process()
+        try:
+            reply = process.call(payload)
+        except (EOFError, OSError) as error:
+            code = process.exit_code()
+            self._forget(process)
+            raise WorkerDied(
+                f"offload: the worker process running {_describe(fn)} died "
+                f"(exit code {code}); it has been replaced"
+            ) from error
+        return _decode(reply, fn, self._where)
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """Stops accepting calls, as :meth:`concurrent.futures.Executor.shutdown` does, and
+        stops the worker processes once the queued calls are done.
+
+        Queued calls still run unless ``cancel_pending`` is true. With ``wait`` true, returns
+        once every worker thread and process has exited; with ``wait`` false, a helper thread
+        stops the processes when the workers are done.
+        """
+        super().shutdown(wait, cancel_pending=cancel_pending)
+        if wait:
+            self._stop_processes()
+        else:
+            threading.Thread(
+                target=self._join_and_stop, name=f"{self.name}-shutdown", daemon=True
+            ).start()
+
+    def _join_and_stop(self) -> None:
+        super().shutdown(True)
+        self._stop_processes()
+
+    def _stop_processes(self) -> None:
+        with self._lock:
+            processes, self._processes = self._processes, []
+        for process in processes:
+            process.stop(timeout=5)
+
+    def _after_fork_in_child(self) -> None:
+        # The processes are the parent's children: forget them without touching them.
+        self._local = threading.local()
+        self._processes = []
+        self._lock = threading.Lock()
+        super()._after_fork_in_child()
