@@ -8,10 +8,20 @@ BUILD    ?= build/cpp
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 APT_PACKAGES := g++ make pkg-config libabsl-dev libgtest-dev python3-dev python3-venv
 PY       := $(VENV)/bin/python
+# InterpreterPool needs Python >= 3.12; 3.12.0-3.12.3 can crash at exit after subinterpreters
+# used some extension modules (CPython gh-119213). The first python3.X on PATH that is
+# 3.12.4 or newer (or a pyenv one) runs the CPU-pool tests and benchmarks in its own venv, when
+# $(PYTHON) is older.
+AT_LEAST_3124 := import sys; sys.exit(sys.version_info < (3, 12, 4))
+PYENV_PYTHONS := $(shell ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.*/bin/python3 2>/dev/null | sort -rV)
+INTERP_PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 $(PYENV_PYTHONS); do \
+  command -v $$p >/dev/null 2>&1 && $$p -c '$(AT_LEAST_3124)' 2>/dev/null && echo $$p && break; done)
+INTERP_VENV ?= .venv-interp
+IPY      := $(INTERP_VENV)/bin/python
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES  := $(shell find cpp python -type f \( -name '*.h' -o -name '*.cc' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null)
 
-.PHONY: all demo test test-cpp test-python build build-cpp bench lint deps clean distclean
+.PHONY: all demo test test-cpp test-python test-interpreters build build-cpp bench lint deps clean distclean
 
 all: build
 
@@ -52,7 +62,24 @@ test-cpp: build-cpp
 test-python: build
 	$(PY) -m pytest tests -q
 
-test: test-cpp test-python
+## The CPU-pool tests again on a Python with own-GIL subinterpreters, when $(PYTHON) has none.
+$(INTERP_VENV)/.installed: pyproject.toml CMakeLists.txt $(SOURCES) | deps
+	$(INTERP_PYTHON) -m venv $(INTERP_VENV)
+	$(IPY) -m pip install -q --upgrade pip
+	$(IPY) -m pip install -q ".[test]"
+	@touch $@
+
+test-interpreters: build
+	@if $(PY) -c '$(AT_LEAST_3124)'; then \
+	  echo "test-interpreters: $$($(PY) -V) already ran the InterpreterPool tests"; \
+	elif [ -z "$(INTERP_PYTHON)" ]; then \
+	  echo "test-interpreters: SKIPPED, no python3.12 (>= 3.12.4) or newer on PATH for InterpreterPool"; \
+	else \
+	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed && \
+	  $(IPY) -m pytest tests/test_cpu_pools.py tests/test_cpu_lifecycle.py -q; \
+	fi
+
+test: test-cpp test-python test-interpreters
 
 ## Static checks: clang's thread-safety analysis of every ABSL_GUARDED_BY / *_LOCKS_REQUIRED
 ## in the core and its tests (warnings are errors), and mypy --strict on the package.
@@ -66,15 +93,27 @@ lint: build
 	$(PY) -m pip install -q mypy
 	$(PY) -m mypy --strict python/offload
 
-## Benchmarks (pytest-benchmark); results in build/bench.json and docs/benchmarks.md.
+## Benchmarks (pytest-benchmark); results in build/bench.json, build/bench-cpu.json and
+## docs/benchmarks.md. The CPU-work benchmarks (InterpreterPool: Python >= 3.12.4) run under
+## $(PY) when it is new enough, else under $(INTERP_VENV); with neither, under $(PY) with the
+## InterpreterPool cases skipped (the reason is printed).
 bench: build
 	$(PY) -m pip install -q ".[bench]"
 	@mkdir -p build
-	$(PY) -m pytest benchmarks -q --benchmark-json=build/bench.json
-	$(PY) benchmarks/report.py build/bench.json > docs/benchmarks.md
+	$(PY) -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --benchmark-json=build/bench.json
+	@set -e; \
+	if $(PY) -c '$(AT_LEAST_3124)'; then cpu_py=$(PY); \
+	elif [ -n "$(INTERP_PYTHON)" ]; then \
+	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed; cpu_py=$(IPY); \
+	else \
+	  echo "bench: SKIPPING InterpreterPool, no python3.12 (>= 3.12.4) or newer on PATH"; cpu_py=$(PY); \
+	fi; \
+	echo "$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json"; \
+	$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json
+	$(PY) benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md
 
 clean:
 	rm -rf build
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(INTERP_VENV)

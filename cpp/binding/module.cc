@@ -240,6 +240,20 @@ class PyPool {
     return d;
   }
 
+  // Lets the workers finish the queue, joins them (ending their interpreters) and forgets
+  // them; the next call starts new ones. CPython cannot fork while a subinterpreter exists
+  // (the child aborts, gh-101437), so InterpreterPools do this before a fork. A pool that
+  // another thread restarted while the GIL was released is stopped again: when this returns
+  // (GIL held) no worker of this pool exists.
+  void stop_workers() {
+    while (pool_) {
+      std::unique_ptr<ThreadPool> old = std::move(pool_);
+      old->shutdown(ThreadPool::Pending::kRun);
+      pyb::gil_scoped_release nogil;
+      old.reset();  // joins
+    }
+  }
+
   // In a forked child the workers are gone and the core's locks may be held by threads that no
   // longer exist: abandon the old pool without touching it and start afresh on next use.
   void after_fork_in_child() {
@@ -530,6 +544,7 @@ PYBIND11_MODULE(_core, m) {
       .def("shutdown", &PyPool::shutdown, pyb::arg("wait"), pyb::arg("cancel_pending"))
       .def("stats", &PyPool::stats)
       .def("after_fork_in_child", &PyPool::after_fork_in_child)
+      .def("stop_workers", &PyPool::stop_workers)
       .def("is_worker_thread", &PyPool::is_worker_thread)
       .def_property_readonly("workers", &PyPool::workers)
       .def_property_readonly("name", &PyPool::name)

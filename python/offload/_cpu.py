@@ -22,6 +22,7 @@ import multiprocessing.connection
 import pickle
 import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from . import _core, _worker
@@ -104,16 +105,16 @@ def _decode(reply: bytes, fn: Any, where: str) -> Any:
         return message[1]
     if tag == _worker.RAISED:
         _, blob, type_name, text, remote_tb = message
-        error = None
+        raised = None
         if blob is not None:
             try:
-                error = pickle.loads(blob)
+                raised = pickle.loads(blob)
             except Exception:
                 pass  # its type cannot be rebuilt here: RemoteError below
-        if not isinstance(error, BaseException):
-            error = RemoteError(type_name, text)
-        error.__cause__ = RemoteTraceback(remote_tb)
-        raise error
+        if not isinstance(raised, BaseException):
+            raised = RemoteError(type_name, text)
+        raised.__cause__ = RemoteTraceback(remote_tb)
+        raise raised
     _, type_name, text, remote_tb = message
     if tag == _worker.LOAD_FAILED:
         hint = ""
@@ -245,6 +246,14 @@ class InterpreterPool(_PickledPool):
                 f"PEP 684); this is Python {sys.version_info.major}.{sys.version_info.minor}. "
                 "Use offload.ProcessPool for pure-Python CPU work on this Python"
             )
+        if sys.version_info < (3, 12, 4):
+            warnings.warn(
+                "offload.InterpreterPool: Python 3.12.0 to 3.12.3 can crash at exit after a "
+                "worker interpreter used some extension modules (CPython gh-119213); use "
+                "Python 3.12.4 or newer",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         count = _check_workers(workers, "workers")
         self._start(_core.Pool(count, _check_name(name), None, (), _bootstrap_source()))
 
@@ -255,7 +264,13 @@ class InterpreterPool(_PickledPool):
                 "in __main__, which worker interpreters cannot import. Define it in a module"
             )
 
-    _call = staticmethod(_interpreter_call)  # type: ignore[assignment]
+    _call = staticmethod(_interpreter_call)
+
+    def _before_fork(self) -> None:
+        # CPython cannot fork while a subinterpreter exists (the child aborts, gh-101437):
+        # the workers finish the queued calls and end their interpreters, and the pool
+        # starts afresh on its next call, in the parent and in the child.
+        self._core.stop_workers()
 
 
 def _default_context() -> Any:
@@ -284,7 +299,8 @@ class _Process:
 
     def exit_code(self) -> Optional[int]:
         self.process.join(timeout=5)
-        return self.process.exitcode
+        code: Optional[int] = self.process.exitcode
+        return code
 
     def stop(self, timeout: float) -> None:
         """Closes the pipe (the worker's cue to exit) and reaps the process."""
@@ -332,6 +348,7 @@ class ProcessPool(_PickledPool):
         mp_context: Any = None,
     ) -> None:
         count = _check_workers(workers, "workers")
+        self._default_context = mp_context is None
         self._context = _default_context() if mp_context is None else mp_context
         self._local = threading.local()  # .process: the worker process of this worker thread
         self._processes: List[_Process] = []  # every process started and not yet reaped
@@ -409,6 +426,10 @@ class ProcessPool(_PickledPool):
 
     def _after_fork_in_child(self) -> None:
         # The processes are the parent's children: forget them without touching them.
+        # multiprocessing's forkserver is the parent's too, and its handle breaks in a forked
+        # child (waitpid on a process that is not the child's): start workers by spawn here.
+        if self._default_context and self._context.get_start_method() == "forkserver":
+            self._context = multiprocessing.get_context("spawn")
         self._local = threading.local()
         self._processes = []
         self._lock = threading.Lock()

@@ -80,6 +80,9 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
             self._shutdown = True
         self._native.shutdown(bool(wait), bool(cancel_futures))
 
+    def _before_fork(self) -> None:
+        pass
+
     def _after_fork_in_child(self) -> None:
         self._native.after_fork_in_child()
 

@@ -29,6 +29,7 @@ from typing import (
 )
 
 from . import _core
+from ._core import Pool as _NativePool
 from ._loop import notifier_for
 from ._loop import reset_after_fork as _reset_loops_after_fork
 
@@ -161,10 +162,10 @@ class _PoolBase:
     ``map``/``imap``, ``shutdown``, ``stats`` and the context managers. Subclasses define how
     a call reaches a worker: ``run``, ``submit`` and ``_map_calls``."""
 
-    _core: _core.Pool
+    _core: _NativePool
     _run: Callable[..., "asyncio.Future[Any]"]
 
-    def _start(self, core: _core.Pool) -> None:
+    def _start(self, core: _NativePool) -> None:
         self._core = core
         # The native fast path of run(): a raw vectorcall function bound to the native pool.
         self._run = core.runner()
@@ -298,6 +299,9 @@ class _PoolBase:
 
         threading.Thread(target=join, name=f"{self.name}-join", daemon=True).start()
         await joined
+
+    def _before_fork(self) -> None:
+        pass
 
     def _after_fork_in_child(self) -> None:
         self._core.after_fork_in_child()
@@ -472,6 +476,11 @@ def _shutdown_all() -> None:
         pool.shutdown(wait=True)
 
 
+def _before_fork() -> None:
+    for pool in list(_live_pools):
+        pool._before_fork()
+
+
 def _after_fork_in_child() -> None:
     _core.reset_after_fork()
     _reset_loops_after_fork()
@@ -483,4 +492,4 @@ def _after_fork_in_child() -> None:
 
 atexit.register(_shutdown_all)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
