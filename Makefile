@@ -76,7 +76,7 @@ test-interpreters: build
 	  echo "test-interpreters: SKIPPED, no python3.12 (>= 3.12.4) or newer on PATH for InterpreterPool"; \
 	else \
 	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed && \
-	  $(IPY) -m pytest tests/test_cpu_pools.py tests/test_cpu_lifecycle.py -q; \
+	  $(IPY) -m pytest $(wildcard tests/test_cpu_*.py) -q; \
 	fi
 
 test: test-cpp test-python test-interpreters
@@ -101,13 +101,11 @@ bench: build
 	$(PY) -m pip install -q ".[bench]"
 	@mkdir -p build
 	$(PY) -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --benchmark-json=build/bench.json
-	@set -e; \
-	if $(PY) -c '$(AT_LEAST_3124)'; then cpu_py=$(PY); \
-	elif [ -n "$(INTERP_PYTHON)" ]; then \
-	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed; cpu_py=$(IPY); \
-	else \
-	  echo "bench: SKIPPING InterpreterPool, no python3.12 (>= 3.12.4) or newer on PATH"; cpu_py=$(PY); \
-	fi; \
+	@if ! $(PY) -c '$(AT_LEAST_3124)' && [ -n "$(INTERP_PYTHON)" ]; then \
+	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed; fi
+	@if $(PY) -c '$(AT_LEAST_3124)'; then cpu_py=$(PY); \
+	elif [ -n "$(INTERP_PYTHON)" ]; then cpu_py=$(IPY); \
+	else echo "bench: SKIPPING InterpreterPool, no python3.12 (>= 3.12.4) or newer on PATH"; cpu_py=$(PY); fi; \
 	echo "$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json"; \
 	$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json
 	$(PY) benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md

@@ -21,36 +21,6 @@ The awaitables are the loop's own futures, completed on the loop's thread in bat
 wake-up per burst of results, whatever the number of results.
 """
 
-from ._errors import (
-    ChannelClosed,
-    RemoteError,
-    RemoteTraceback,
-    SendError,
-    WorkerDied,
-    WouldBlock,
-)
-from ._worker import subinterpreter as _in_worker_interpreter
-
-if _in_worker_interpreter:
-    # Inside an InterpreterPool worker, where the native core cannot be loaded: importing
-    # offload works, using it raises a clear error (see offload._unavailable).
-    from ._unavailable import install as _install
-
-    _install(globals())
-else:
-    from ._channel import (
-        Channel,
-        ChannelStats,
-        Operation,
-        Selected,
-        select,
-        select_blocking,
-        select_nowait,
-    )
-    from ._cpu import InterpreterPool, ProcessPool
-    from ._executor import Executor
-    from ._pool import Future, Pool, PoolStats, cancelled, default_pool, run
-
 __all__ = [
     "Channel",
     "ChannelClosed",
@@ -75,4 +45,35 @@ __all__ = [
     "select_blocking",
     "select_nowait",
 ]
+
+from ._errors import (
+    ChannelClosed,
+    RemoteError,
+    RemoteTraceback,
+    SendError,
+    WorkerDied,
+    WouldBlock,
+)
+from ._worker import subinterpreter as _in_worker_interpreter
+
+if _in_worker_interpreter:
+    # Inside an InterpreterPool worker, where the native core cannot be loaded: importing
+    # offload works, using it raises a clear error (see offload._unavailable).
+    from ._unavailable import install as _install
+
+    _install(globals(), __all__)
+else:
+    from ._channel import (
+        Channel,
+        ChannelStats,
+        Operation,
+        Selected,
+        select,
+        select_blocking,
+        select_nowait,
+    )
+    from ._cpu import InterpreterPool, ProcessPool
+    from ._executor import Executor
+    from ._pool import Future, Pool, PoolStats, cancelled, default_pool, run
+
 __version__ = "0.1.0"

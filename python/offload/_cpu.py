@@ -62,21 +62,15 @@ def _why_unpicklable(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], whe
             "by name can be sent: defined at the top level of a module, not lambdas, nested "
             "functions or closures"
         )
-    for index, arg in enumerate(args):
-        try:
-            pickle.dumps(arg, protocol=_worker.PROTOCOL)
-        except Exception as error:
-            return (
-                f"offload: argument {index} of {name} ({type(arg).__name__}) cannot be "
-                f"pickled for a {where}: {error}"
-            )
-    for key, value in kwargs.items():
+    labelled = [(f"argument {index}", arg) for index, arg in enumerate(args)]
+    labelled += [(f"keyword argument {key!r}", value) for key, value in kwargs.items()]
+    for label, value in labelled:
         try:
             pickle.dumps(value, protocol=_worker.PROTOCOL)
         except Exception as error:
             return (
-                f"offload: keyword argument {key!r} of {name} ({type(value).__name__}) "
-                f"cannot be pickled for a {where}: {error}"
+                f"offload: {label} of {name} ({type(value).__name__}) cannot be pickled "
+                f"for a {where}: {error}"
             )
     return f"offload: the call to {name} cannot be pickled for a {where}"
 
@@ -288,6 +282,7 @@ class _Process:
     def __init__(self, context: Any, name: str) -> None:
         self.conn, child = context.Pipe(duplex=True)
         self.process = context.Process(target=_worker.serve, args=(child,), name=name, daemon=True)
+        self.answered = 0
         try:
             self.process.start()
         finally:
@@ -295,7 +290,9 @@ class _Process:
 
     def call(self, payload: bytes) -> bytes:
         self.conn.send_bytes(payload)
-        return bytes(self.conn.recv_bytes())
+        reply = bytes(self.conn.recv_bytes())
+        self.answered += 1
+        return reply
 
     def exit_code(self) -> Optional[int]:
         self.process.join(timeout=5)
@@ -392,9 +389,16 @@ class ProcessPool(_PickledPool):
         except (EOFError, OSError) as error:
             code = process.exit_code()
             self._forget(process)
+            hint = ""
+            if process.answered == 0:
+                hint = (
+                    ". It had answered no call yet: if it failed while starting, see its"
+                    " output; a main module that starts pools or processes when imported"
+                    " needs the `if __name__ == '__main__':` guard, as with multiprocessing"
+                )
             raise WorkerDied(
                 f"offload: the worker process running {_describe(fn)} died "
-                f"(exit code {code}); it has been replaced"
+                f"(exit code {code}); it has been replaced{hint}"
             ) from error
         return _decode(reply, fn, self._where)
 

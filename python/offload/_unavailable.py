@@ -3,24 +3,11 @@
 Subinterpreters cannot load offload's native core, yet a module whose functions run in a
 worker interpreter often imports offload (the module that offloads them, say). There
 ``import offload`` still works: the exceptions are the real ones, :func:`cancelled` is false,
-and every other public name is a stand-in that raises a clear error when used.
+and every other public name is a stand-in class that raises a clear error when called or
+instantiated (it can still be subclassed, subscripted and used in annotations).
 """
 
-from typing import Any, Dict, NoReturn
-
-_CLASSES = (
-    "Channel",
-    "ChannelStats",
-    "Executor",
-    "Future",
-    "InterpreterPool",
-    "Operation",
-    "Pool",
-    "PoolStats",
-    "ProcessPool",
-    "Selected",
-)
-_FUNCTIONS = ("default_pool", "run", "select", "select_blocking", "select_nowait")
+from typing import Any, Dict, Iterable, NoReturn
 
 
 def _refuse(name: str) -> NoReturn:
@@ -30,7 +17,7 @@ def _refuse(name: str) -> NoReturn:
     )
 
 
-def _stand_in_class(name: str) -> type:
+def _stand_in(name: str) -> type:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         _refuse(name)
 
@@ -49,24 +36,13 @@ def _stand_in_class(name: str) -> type:
     )
 
 
-def _stand_in_function(name: str) -> Any:
-    def stand_in(*args: Any, **kwargs: Any) -> NoReturn:
-        _refuse(name)
-
-    stand_in.__name__ = stand_in.__qualname__ = name
-    stand_in.__module__ = "offload"
-    return stand_in
-
-
 def cancelled() -> bool:
     """False: calls in a worker interpreter cannot be asked to stop."""
     return False
 
 
-def install(namespace: Dict[str, Any]) -> None:
-    """Defines the stand-ins in the offload package's namespace."""
-    for name in _CLASSES:
-        namespace[name] = _stand_in_class(name)
-    for name in _FUNCTIONS:
-        namespace[name] = _stand_in_function(name)
-    namespace["cancelled"] = cancelled
+def install(namespace: Dict[str, Any], names: Iterable[str]) -> None:
+    """Defines a stand-in for each of ``names`` not yet in the package's namespace."""
+    for name in names:
+        if name not in namespace:
+            namespace[name] = cancelled if name == "cancelled" else _stand_in(name)
