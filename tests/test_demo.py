@@ -20,6 +20,6 @@ def test_quick_demo_prints_a_row_per_scenario(capsys: pytest.CaptureFixture[str]
     assert demo.main(["--quick"]) == 0
     out = capsys.readouterr().out
     for row in ("tiny calls, gather", "pool.map", "256 KiB blobs", "4 KiB blobs",
-                "thread -> coroutine pipeline", "median round trip"):
+                "thread -> coroutine pipeline", "pure-Python scoring", "median round trip"):
         assert row in out
     assert "Same results both ways (checked)" in out

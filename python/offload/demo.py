@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import zlib
+from functools import partial
 from typing import Awaitable, Callable, List, Sequence, Tuple
 
 import offload
@@ -30,6 +31,22 @@ def tiny(x: int) -> int:
 def digest_and_compress(blob: bytes) -> Tuple[str, int]:
     """A realistic blocking step: both calls release the GIL on large buffers."""
     return hashlib.sha256(blob).hexdigest(), len(zlib.compress(blob, 6))
+
+
+def score(text: bytes, rounds: int) -> int:
+    """Pure-Python CPU work (holds the GIL throughout): a rolling hash over the text."""
+    h = 0
+    for _ in range(rounds):
+        for byte in text:
+            h = (h * 31 + byte) & 0xFFFFFFFF
+    return h
+
+
+def cpu_pool() -> "offload.InterpreterPool | offload.ProcessPool":
+    """A GIL per worker: subinterpreters where they are dependable (3.12.4+), else processes."""
+    if sys.version_info >= (3, 12, 4):
+        return offload.InterpreterPool(name="demo-interp")
+    return offload.ProcessPool(name="demo-process")
 
 
 def make_blobs(count: int, size: int) -> List[bytes]:
@@ -135,7 +152,7 @@ async def scenarios(quick: bool) -> List[Tuple[str, float, float, str]]:
     blobs = make_blobs(60 if quick else 300, 256 * 1024)
     small = make_blobs(1_000 if quick else 5_000, 4 * 1024)
     repeat = 1 if quick else 3
-    progress = Progress(7)
+    progress = Progress(8)
     rows = []
 
     baseline, expected = await timed(
@@ -177,6 +194,23 @@ async def scenarios(quick: bool) -> List[Tuple[str, float, float, str]]:
     assert got == expected
     rows.append((f"thread -> coroutine pipeline, {len(stream):,} items *", baseline, ours, "total"))
     progress.step("pipeline")
+
+    texts = make_blobs(8 if quick else 32, 16 * 1024)
+    rounds = 2 if quick else 8
+    # Workers import functions by module and name: take them from the importable module, also
+    # when this file runs as __main__ (python -m offload.demo).
+    from offload import demo as importable
+
+    with cpu_pool() as cpu:
+        await cpu.map(importable.tiny, range(2 * cpu.workers))  # start workers before timing
+        baseline, expected = await timed(
+            lambda: asyncio.gather(*[asyncio.to_thread(score, t, rounds) for t in texts]), repeat)
+        work = partial(importable.score, rounds=rounds)
+        ours, got = await timed(lambda: cpu.map(work, texts), repeat)
+        assert got == expected
+        rows.append((f"pure-Python scoring of {len(texts)} texts, {type(cpu).__name__}.map",
+                     baseline, ours, "total"))
+    progress.step("pure-Python CPU work")
 
     count = 300 if quick else 1_000
     base_lat = statistics.median(await round_trips(asyncio.to_thread, count))
