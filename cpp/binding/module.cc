@@ -220,10 +220,7 @@ class PyPool {
     if (!pool_) return;
     // With the GIL held: dropped jobs settle their futures and run done callbacks here.
     pool_->shutdown(cancel_pending ? ThreadPool::Pending::kCancel : ThreadPool::Pending::kRun);
-    if (wait) {
-      pyb::gil_scoped_release nogil;
-      pool_->join();
-    }
+    if (wait) without_gil([this] { pool_->join(); });
   }
 
   pyb::dict stats() const {
@@ -249,8 +246,7 @@ class PyPool {
     while (pool_) {
       std::unique_ptr<ThreadPool> old = std::move(pool_);
       old->shutdown(ThreadPool::Pending::kRun);
-      pyb::gil_scoped_release nogil;
-      old.reset();  // joins
+      without_gil([&old] { old.reset(); });  // joins
     }
   }
 

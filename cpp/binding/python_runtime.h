@@ -170,6 +170,22 @@ WaitEnd wait_without_gil(WaitUntil wait_until, absl::Time deadline) {
   }
 }
 
+// Calls fn() with the GIL released (GIL held on entry and exit). Unlike an RAII guard it takes
+// the GIL back outside any destructor: a daemon thread that CPython ends with pthread_exit
+// when it asks for the GIL during finalization then unwinds through here, where an RAII
+// guard's noexcept destructor would call std::terminate and abort the process at exit.
+template <class Fn>
+void without_gil(Fn fn) {
+  PyThreadState* tstate = PyEval_SaveThread();
+  try {
+    fn();
+  } catch (...) {
+    PyEval_RestoreThread(tstate);
+    throw;
+  }
+  PyEval_RestoreThread(tstate);
+}
+
 // A timeout in seconds (None: forever) as a deadline; a negative timeout is already past.
 inline absl::Time deadline_after(const double* timeout_seconds) {
   if (timeout_seconds == nullptr) return absl::InfiniteFuture();

@@ -23,7 +23,7 @@ import pickle
 import sys
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional, Tuple, TypeVar
 
 from . import _core, _worker
 from ._errors import RemoteError, RemoteTraceback, SendError, WorkerDied
@@ -51,7 +51,9 @@ def _describe(fn: Any) -> str:
     return repr(fn)
 
 
-def _why_unpicklable(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], where: str) -> str:
+def _why_unpicklable(
+    fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], where: str, item: Optional[int]
+) -> str:
     """Names what in a call cannot be pickled (the call as a whole just failed to)."""
     name = _describe(fn)
     try:
@@ -63,6 +65,8 @@ def _why_unpicklable(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], whe
             "functions or closures"
         )
     labelled = [(f"argument {index}", arg) for index, arg in enumerate(args)]
+    if item is not None:  # a map: its one argument is the item
+        labelled = [(f"item {item}", arg) for arg in args]
     labelled += [(f"keyword argument {key!r}", value) for key, value in kwargs.items()]
     for label, value in labelled:
         try:
@@ -75,13 +79,15 @@ def _why_unpicklable(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], whe
     return f"offload: the call to {name} cannot be pickled for a {where}"
 
 
-def _encode(fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], where: str) -> _Job:
+def _encode(
+    fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], where: str, item: Optional[int] = None
+) -> _Job:
     if not callable(fn):
         raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
     try:
         payload = pickle.dumps((fn, args, kwargs), protocol=_worker.PROTOCOL)
     except Exception as error:
-        raise SendError(_why_unpicklable(fn, args, kwargs, where)) from error
+        raise SendError(_why_unpicklable(fn, args, kwargs, where, item)) from error
     return payload, fn
 
 
@@ -173,7 +179,8 @@ class _PickledPool(_PoolBase):
 
     def _map_calls(self, fn: Callable[[T], R], items: List[T]) -> Tuple[Callable[[Any], Any], List[Any], Any]:
         self._check_sendable(fn)
-        return self._call, [_encode(fn, (item,), {}, self._where) for item in items], None
+        calls = [_encode(fn, (item,), {}, self._where, index) for index, item in enumerate(items)]
+        return self._call, calls, None
 
 
 def _interpreter_call(job: _Job) -> Any:
@@ -233,7 +240,7 @@ class InterpreterPool(_PickledPool):
 
     _where = "worker interpreter"
 
-    def __init__(self, workers: Optional[int] = None, *, name: str = "offload-interp") -> None:
+    def __init__(self, workers: Optional[int] = None, *, name: str = "offload-sub") -> None:
         if not _core.interpreters_supported:
             raise RuntimeError(
                 "offload.InterpreterPool needs Python 3.12 or newer (own-GIL subinterpreters, "
@@ -281,7 +288,10 @@ class _Process:
 
     def __init__(self, context: Any, name: str) -> None:
         self.conn, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=_worker.serve, args=(child,), name=name, daemon=True)
+        # Not daemonic, so that calls may start processes of their own (as with
+        # ProcessPoolExecutor); a worker exits when its pipe closes, and offload closes the
+        # pipes at exit before multiprocessing joins its children.
+        self.process = context.Process(target=_worker.serve, args=(child,), name=name)
         self.answered = 0
         try:
             self.process.start()
@@ -341,12 +351,20 @@ class ProcessPool(_PickledPool):
         self,
         workers: Optional[int] = None,
         *,
-        name: str = "offload-process",
+        name: str = "offload-proc",
         mp_context: Any = None,
     ) -> None:
         count = _check_workers(workers, "workers")
+        if mp_context is not None and not (
+            callable(getattr(mp_context, "Process", None)) and callable(getattr(mp_context, "Pipe", None))
+        ):
+            raise TypeError(
+                "offload: mp_context must be a multiprocessing context (multiprocessing."
+                f"get_context(...)), got {type(mp_context).__name__}"
+            )
         self._default_context = mp_context is None
         self._context = _default_context() if mp_context is None else mp_context
+        self._started = 0  # processes started, for their names
         self._local = threading.local()  # .process: the worker process of this worker thread
         self._processes: List[_Process] = []  # every process started and not yet reaped
         self._lock = threading.Lock()
@@ -364,11 +382,16 @@ class ProcessPool(_PickledPool):
 
     def _process(self) -> _Process:
         process: Optional[_Process] = getattr(self._local, "process", None)
-        if process is not None and process.process.is_alive():
+        # An idle worker never writes: a readable pipe means it is gone (EOF), even before
+        # waitpid says so.
+        if process is not None and process.process.is_alive() and not process.conn.poll():
             return process
         if process is not None:  # died while idle: nothing was lost, replace it
             self._forget(process)
-        process = _Process(self._context, f"{self.name}-{threading.current_thread().name}")
+        with self._lock:
+            self._started += 1
+            number = self._started
+        process = _Process(self._context, f"{self.name}-process-{number}")
         with self._lock:
             self._processes.append(process)
         self._local.process = process
@@ -386,21 +409,38 @@ class ProcessPool(_PickledPool):
         process = self._process()
         try:
             reply = process.call(payload)
-        except (EOFError, OSError) as error:
-            code = process.exit_code()
+        except (BrokenPipeError, ConnectionResetError):
+            # The worker never read the call (it was gone, or died before reading it all:
+            # unread data makes the pipe report a reset, not an end): it did not run, so
+            # run it in a new worker.
             self._forget(process)
-            hint = ""
-            if process.answered == 0:
-                hint = (
-                    ". It had answered no call yet: if it failed while starting, see its"
-                    " output; a main module that starts pools or processes when imported"
-                    " needs the `if __name__ == '__main__':` guard, as with multiprocessing"
-                )
-            raise WorkerDied(
-                f"offload: the worker process running {_describe(fn)} died "
-                f"(exit code {code}); it has been replaced{hint}"
-            ) from error
+            process = self._process()
+            reply = self._call_or_report(process, payload, fn)
+        except (EOFError, OSError) as error:
+            self._report_death(process, fn, error)
         return _decode(reply, fn, self._where)
+
+    def _call_or_report(self, process: _Process, payload: bytes, fn: Any) -> bytes:
+        try:
+            return process.call(payload)
+        except (EOFError, OSError) as error:
+            self._report_death(process, fn, error)
+
+    def _report_death(self, process: _Process, fn: Any, error: BaseException) -> NoReturn:
+        """Raises WorkerDied for a worker that died with the call (after reaping it)."""
+        code = process.exit_code()
+        self._forget(process)
+        hint = ""
+        if process.answered == 0:
+            hint = (
+                ". It had answered no call yet: if it failed while starting, see its"
+                " output; a main module that starts pools or processes when imported"
+                " needs the `if __name__ == '__main__':` guard, as with multiprocessing"
+            )
+        raise WorkerDied(
+            f"offload: the worker process running {_describe(fn)} died "
+            f"(exit code {code}); it has been replaced{hint}"
+        ) from error
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stops accepting calls, as :meth:`concurrent.futures.Executor.shutdown` does, and
@@ -408,15 +448,15 @@ class ProcessPool(_PickledPool):
 
         Queued calls still run unless ``cancel_pending`` is true. With ``wait`` true, returns
         once every worker thread and process has exited; with ``wait`` false, a helper thread
-        stops the processes when the workers are done.
+        stops the processes when the workers are done (the interpreter waits for it at exit,
+        as it would for the queued calls).
         """
         super().shutdown(wait, cancel_pending=cancel_pending)
         if wait:
             self._stop_processes()
         else:
-            threading.Thread(
-                target=self._join_and_stop, name=f"{self.name}-shutdown", daemon=True
-            ).start()
+            # Not a daemon: CPython ends daemon threads that wait for the GIL at exit.
+            threading.Thread(target=self._join_and_stop, name=f"{self.name}-shutdown").start()
 
     def _join_and_stop(self) -> None:
         super().shutdown(True)

@@ -297,7 +297,8 @@ class _PoolBase:
             except RuntimeError:  # the loop was closed meanwhile
                 pass
 
-        threading.Thread(target=join, name=f"{self.name}-join", daemon=True).start()
+        # Not a daemon: CPython ends daemon threads that wait for the GIL at exit, mid-join.
+        threading.Thread(target=join, name=f"{self.name}-join").start()
         await joined
 
     def _before_fork(self) -> None:
