@@ -1,11 +1,15 @@
-"""Render a pytest-benchmark JSON as docs/benchmarks.md: tables of ratios, goals checked, for
-the calls (test_bench_calls.py) and the channels (test_bench_channels.py).
+"""Render pytest-benchmark JSONs as docs/benchmarks.md: tables of ratios, goals checked, for
+the calls (test_bench_calls.py), the channels (test_bench_channels.py) and CPU work
+(test_bench_cpu.py, usually in a JSON of its own: InterpreterPool needs Python >= 3.12, so
+`make bench` may run it under another venv).
 
-    python -m pytest benchmarks -q --benchmark-json=build/bench.json
-    python benchmarks/report.py build/bench.json > docs/benchmarks.md
+    python -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --benchmark-json=build/bench.json
+    python -m pytest benchmarks/test_bench_cpu.py -q --benchmark-json=build/bench-cpu.json
+    python benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md
 
 Every figure is a ratio between two medians of the same run (this machine is noisy; absolute
-times are shown only for orientation). `make bench` runs both commands.
+times are shown only for orientation). `make bench` runs these commands. A JSON that does not
+exist is left out with a note; the first one given sets the machine and date of the header.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 from offload.demo import fmt as fmt_time
 
 COMMAND = (
-    "python -m pytest benchmarks -q --benchmark-json=build/bench.json\n"
-    "python benchmarks/report.py build/bench.json > docs/benchmarks.md   # or: make bench"
+    "make bench   # runs:\n"
+    "python -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --benchmark-json=build/bench.json\n"
+    "python -m pytest benchmarks/test_bench_cpu.py -q --benchmark-json=build/bench-cpu.json   # Python >= 3.12.4\n"
+    "python benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md"
 )
 
 # Per group: the baseline entry ("to_thread" on the same loop where the entry has a loop).
@@ -226,6 +232,237 @@ def baseline_label(scenario: str) -> str:
     return "the best of " + ", ".join(names[:-1]) + " and " + names[-1]
 
 
+# -- CPU work (test_bench_cpu.py) --------------------------------------------------------------
+# test_cpu_<scenario>[<candidate>], group cpu-<scenario>; paired runs: test_cpu_paired[<scenario>].
+CPU_NAME = re.compile(r"test_cpu_(spin|tiny|sha256)\[(\w+)\]$")
+CPU_PAIRED_NAME = re.compile(r"test_cpu_paired\[(\w+)\]$")
+CPU_SCENARIOS = {
+    "spin": "16 calls of ~50 ms of pure-Python work (holds the GIL)",
+    "tiny": "500 trivial calls (the function returns its argument)",
+    "sha256": "sha256 of 32 blobs of 1 MiB (releases the GIL)",
+}
+CPU_CANDIDATES = {
+    "serial": "serial loop (no pool)",
+    "offload_pool_map": "`offload.Pool(2).map` (threads)",
+    "offload_pool_run": "`offload.Pool(2)`, gather of `run` (threads)",
+    "interpreter_pool_map": "`offload.InterpreterPool(2).map`",
+    "interpreter_pool_run": "`offload.InterpreterPool(2)`, gather of `run`",
+    "process_pool_map": "`offload.ProcessPool(2).map`",
+    "process_pool_run": "`offload.ProcessPool(2)`, gather of `run`",
+    "ppe_map": "`ProcessPoolExecutor(2).map`",
+    "ppe_run_in_executor": "`ProcessPoolExecutor(2)`, gather of `run_in_executor`",
+    "tpe_map": "`ThreadPoolExecutor(2).map`",
+    "tpe_run_in_executor": "`ThreadPoolExecutor(2)`, gather of `run_in_executor`",
+}
+TPE = ("tpe_run_in_executor", "tpe_map")
+
+
+class CpuGoal(NamedTuple):
+    scenario: str
+    text: str
+    subject: str
+    bases: Tuple[str, ...]  # the fastest of them is the baseline
+    target: float
+    speedup: bool           # True: base time / subject time >= target; False: subject / base <= target
+
+
+CPU_GOALS = [
+    CpuGoal("spin", "pure-Python work, `InterpreterPool(2).map` vs serial", "interpreter_pool_map",
+            ("serial",), 1.6, True),
+    CpuGoal("spin", "pure-Python work, `ProcessPool(2).map` vs serial", "process_pool_map",
+            ("serial",), 1.6, True),
+    CpuGoal("tiny", "500 tiny calls, time of `InterpreterPool(2)` gather of `run` / "
+            "`ProcessPoolExecutor(2)` gather of `run_in_executor`", "interpreter_pool_run",
+            ("ppe_run_in_executor",), 0.5, False),
+    CpuGoal("tiny", "500 tiny calls, time of `InterpreterPool(2).map` / `ProcessPoolExecutor(2).map`",
+            "interpreter_pool_map", ("ppe_map",), 0.5, False),
+    CpuGoal("sha256", "GIL-releasing work, `offload.Pool(2).map` vs serial", "offload_pool_map",
+            ("serial",), 1.6, True),
+    CpuGoal("sha256", "GIL-releasing work, `offload.Pool(2).map` vs `ThreadPoolExecutor(2)` "
+            "(the faster of its gather of `run_in_executor` and `map`)", "offload_pool_map", TPE, 0.95, True),
+]
+
+
+class CpuData(NamedTuple):
+    groups: Dict[str, Dict[str, float]]  # scenario -> candidate -> median (unpaired runs)
+    paired: Dict[str, Dict[str, float]]  # scenario -> candidate -> median (paired run)
+    extra: Dict[str, dict]               # scenario -> extra_info of its paired (else any) run
+    others: Dict[Tuple[str, str], float]  # (scenario, candidate or "paired") -> other processes' CPUs
+    info: dict                           # the JSON's machine_info, datetime and path
+
+
+def is_cpu(name: str) -> bool:
+    return name.startswith("test_cpu_")
+
+
+def cpu_data(data: dict, path: str) -> Optional[CpuData]:
+    groups: Dict[str, Dict[str, float]] = defaultdict(dict)
+    paired: Dict[str, Dict[str, float]] = {}
+    extra: Dict[str, dict] = {}
+    others: Dict[Tuple[str, str], float] = {}
+    for b in data["benchmarks"]:
+        m = CPU_NAME.match(b["name"])
+        e = b.get("extra_info", {})
+        if m:
+            groups[m.group(1)][m.group(2)] = b["stats"]["median"]
+            extra.setdefault(m.group(1), e)
+            if "other_cpus" in e:
+                others[(m.group(1), m.group(2))] = e["other_cpus"]
+            continue
+        m = CPU_PAIRED_NAME.match(b["name"])
+        if m and "subject" in e and "medians" in e:
+            paired[m.group(1)] = dict(e["medians"], **{e["subject"]: b["stats"]["median"]})
+            extra[m.group(1)] = e
+            if "other_cpus" in e:
+                others[(m.group(1), "paired")] = e["other_cpus"]
+    if not groups and not paired:
+        return None
+    info = {"python": data.get("machine_info", {}).get("python_version", "?"),
+            "datetime": data.get("datetime", "")[:19], "path": path}
+    return CpuData(dict(groups), paired, extra, others, info)
+
+
+class CpuResult(NamedTuple):
+    goal: CpuGoal
+    ratio: float           # as the goal states it: a speed-up, or a time ratio
+    subject: float
+    base_name: str
+    base: float
+    paired: bool
+    unpaired_ratio: float
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= self.goal.target if self.goal.speedup else self.ratio <= self.goal.target
+
+
+def cpu_ratio(goal: CpuGoal, medians: Dict[str, float]) -> Tuple[float, float, str, float]:
+    """(ratio, subject median, baseline name, baseline median) from one set of medians."""
+    present = [(medians[b], b) for b in goal.bases if b in medians]
+    if goal.subject not in medians or not present:
+        return float("nan"), float("nan"), "-", float("nan")
+    base, base_name = min(present)
+    subject = medians[goal.subject]
+    return (base / subject if goal.speedup else subject / base), subject, base_name, base
+
+
+def cpu_results(cpu: CpuData) -> List[CpuResult]:
+    rows = []
+    for goal in CPU_GOALS:
+        unpaired = cpu_ratio(goal, cpu.groups.get(goal.scenario, {}))
+        paired = cpu_ratio(goal, cpu.paired.get(goal.scenario, {}))
+        source, is_paired = (paired, True) if paired[1] == paired[1] else (unpaired, False)
+        rows.append(CpuResult(goal, source[0], source[1], source[2], source[3], is_paired, unpaired[0]))
+    return rows
+
+
+def fmt_ratio(goal: CpuGoal, value: float) -> str:
+    if value != value:
+        return "not measured"
+    return f"{value:.2f}x" if goal.speedup else f"{value:.2f}x the time"
+
+
+def cpu_goal_rows(cpu: Optional[CpuData]) -> List[Tuple[str, float, bool, str, str]]:
+    """The CPU goals for the summary table: (text, value, met, target text, value text)."""
+    if cpu is None:
+        return []
+    rows = []
+    for r in cpu_results(cpu):
+        op = ">=" if r.goal.speedup else "<="
+        paired = ", paired" if r.paired else ""
+        rows.append((f"CPU work: {r.goal.text} (Python {cpu.info['python']}{paired})", r.ratio,
+                     r.met, f"{op} {r.goal.target:g}x", fmt_ratio(r.goal, r.ratio)))
+    return rows
+
+
+def cpu_baseline(scenario: str, name: str, medians: Dict[str, float]) -> Tuple[str, Optional[float]]:
+    """The baseline an entry's table row is compared with: serial, or for tiny calls the
+    ProcessPoolExecutor call of the same shape (map with map, gather with gather)."""
+    if scenario == "tiny":
+        base = "ppe_map" if name.endswith("_map") else "ppe_run_in_executor"
+    else:
+        base = "serial"
+    return base, medians.get(base)
+
+
+def fmt_others(cpus: Optional[float]) -> str:
+    return "-" if cpus is None else f"{cpus:.2f} CPUs"
+
+
+def cpu_section(cpu: Optional[CpuData], missing: List[str]) -> List[str]:
+    out: List[str] = []
+    w = out.append
+    w("## CPU work\n")
+    if cpu is None:
+        w("Not measured in this run" + (f" ({', '.join(missing)} not found)" if missing else "") + ".\n")
+        return out
+    w(f"`benchmarks/test_bench_cpu.py`, run under Python {cpu.info['python']} "
+      f"(`{cpu.info['path']}`, {cpu.info['datetime']}):")
+    w("offload's CPU pools, one worker interpreter or process per worker thread, and its thread")
+    w("pool, against serial code and `concurrent.futures`, 2 workers each.")
+    w("Every pool is created once and warmed (each worker has answered a call) before any timed")
+    w("round; rounds run on one persistent default asyncio loop. The `ProcessPoolExecutor` uses")
+    w("the forkserver start method, like `ProcessPool`. Functions are in `benchmarks/bench_cpu_work.py`.\n")
+    spin = cpu.extra.get("spin", {})
+    if "spin_n" in spin:
+        w(f"The pure-Python function is a loop of `spin_n` = {spin['spin_n']:,} iterations, calibrated")
+        w(f"at the start of the session to ~50 ms a call (the 16 calls took "
+          f"{fmt_time(spin.get('spin_serial_seconds_at_calibration', float('nan')))} serially then).")
+    if cpu.others:
+        w("The *others* columns give how busy the machine was with other work meanwhile: the CPU")
+        w("time that every other process used during the benchmark, as an average number of CPUs")
+        w("(of 2; this benchmark and its worker processes excluded).")
+    interp = next((e["interpreter_pool"] for e in cpu.extra.values()
+                   if e.get("interpreter_pool") not in (None, "available")), None)
+    if interp:
+        w(f"\n**InterpreterPool not measured**: {interp}.")
+    w("")
+
+    w("### Goals (CPU work)\n")
+    w("Judged on paired runs (`test_cpu_paired`): before each timed round of the subject, every")
+    w("other candidate of the scenario runs one round, timed by hand, so all see the same machine")
+    w("conditions. The last column gives the same ratio from the scenario's table below, where")
+    w("the candidates ran one after another.\n")
+    w("| goal | subject | baseline | measured (paired) | met | unpaired | others (paired run) |")
+    w("|---|---|---|---|---|---|---|")
+    for r in cpu_results(cpu):
+        op = ">=" if r.goal.speedup else "<="
+        measured = r.ratio == r.ratio
+        source = "" if r.paired or not measured else " (unpaired)"
+        met = "-" if not measured else "yes" if r.met else "**no**"
+        base = f"{r.base_name} {fmt_time(r.base)}" if r.base == r.base else "-"
+        subject = fmt_time(r.subject) if r.subject == r.subject else "-"
+        w(f"| {r.goal.text}: {op} {r.goal.target:g}x | {subject} | {base} "
+          f"| {fmt_ratio(r.goal, r.ratio)}{source} | {met} | {fmt_ratio(r.goal, r.unpaired_ratio)} "
+          f"| {fmt_others(cpu.others.get((r.goal.scenario, 'paired')))} |")
+    w("")
+
+    for scenario, title in CPU_SCENARIOS.items():
+        medians = cpu.groups.get(scenario)
+        if not medians:
+            continue
+        calls = cpu.extra.get(scenario, {}).get("calls")
+        w(f"### {scenario}: {title}\n")
+        if scenario == "tiny":
+            w("Speed-up = the `ProcessPoolExecutor` median of the same shape (`map` for a map, the gather")
+            w("of `run_in_executor` for a gather) / the entry's median.\n")
+        else:
+            w("Speed-up = the serial median / the entry's median.\n")
+        w("| candidate | median | per call | speed-up | others |")
+        w("|---|---|---|---|---|")
+        order = list(CPU_CANDIDATES)
+        for name in sorted(medians, key=lambda n: order.index(n) if n in order else 99):
+            base_name, base = cpu_baseline(scenario, name, medians)
+            speed = f"{base / medians[name]:.2f}x" if base else "-"
+            if name == base_name:
+                speed += " (baseline)"
+            per_call = fmt_item(medians[name] / calls) if calls else "-"
+            w(f"| {CPU_CANDIDATES.get(name, name)} | {fmt_time(medians[name])} | {per_call} | {speed} "
+              f"| {fmt_others(cpu.others.get((scenario, name)))} |")
+        w("")
+    return out
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -237,13 +474,24 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def main(path: str) -> int:
-    with open(path) as f:
+def main(paths: List[str]) -> int:
+    """paths: the main JSON (calls, channels; sets the header), then any others (the CPU run)."""
+    with open(paths[0]) as f:
         data = json.load(f)
+    cpu = cpu_data(data, paths[0])
+    missing = []
+    for path in paths[1:]:
+        if not os.path.exists(path):
+            missing.append(path)
+            continue
+        with open(path) as f:
+            more = json.load(f)
+        cpu = cpu_data(more, path) or cpu
+        data["benchmarks"] = data["benchmarks"] + [b for b in more["benchmarks"] if not is_cpu(b["name"])]
     groups: Dict[str, Dict[Tuple[str, str], float]] = defaultdict(dict)
     for b in data["benchmarks"]:
-        if is_channel(b["name"]):
-            continue  # the channels section reads these itself
+        if is_channel(b["name"]) or is_cpu(b["name"]):
+            continue  # the channels and CPU sections read these themselves
         entry, loop = parse(b["name"])
         groups[b["group"]][(entry, loop)] = b["stats"]["median"]
 
@@ -263,6 +511,8 @@ def main(path: str) -> int:
     w(f"- Machine: {cpu_model()}, {os.cpu_count()} CPUs (this report was rendered on the machine that ran it)")
     w(f"- Python {info.get('python_version', platform.python_version())}, "
       f"date {data.get('datetime', '')[:19]}")
+    if cpu is not None and cpu.info["path"] != paths[0]:
+        w(f"- CPU work: Python {cpu.info['python']}, date {cpu.info['datetime']} (`{cpu.info['path']}`)")
     try:
         import offload
 
@@ -302,12 +552,18 @@ def main(path: str) -> int:
                       g.ratio >= g.goal, f">= {g.goal:g}x"))
     for text, value, met, target in goals:
         w(f"| {text} (target {target}) | {value:.2f}x | {'yes' if met else '**no**'} |")
+    for text, value, met, target, value_text in cpu_goal_rows(cpu):
+        w(f"| {text} (target {target}) | {value_text} | {'-' if value != value else 'yes' if met else '**no**'} |")
     w("")
     if chan:
         w("Channel goals: details and every candidate in [Channels](#channels) below.\n")
+    if cpu is not None:
+        w("CPU goals: details and every candidate in [CPU work](#cpu-work) below.\n")
     if has_calls:
         calls_notes(w, groups)
     out.extend(channel_section(chan, chan_items))
+    if cpu is not None or missing:
+        out.extend(cpu_section(cpu, missing))
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):  # hand-written history and notes, kept across runs
         with open(notes) as f:
@@ -350,4 +606,4 @@ def calls_notes(w, groups: Dict[str, Dict[Tuple[str, str], float]]) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1] if len(sys.argv) > 1 else "build/bench.json"))
+    raise SystemExit(main(sys.argv[1:] or ["build/bench.json"]))

@@ -220,7 +220,12 @@ class PyPool {
     if (!pool_) return;
     // With the GIL held: dropped jobs settle their futures and run done callbacks here.
     pool_->shutdown(cancel_pending ? ThreadPool::Pending::kCancel : ThreadPool::Pending::kRun);
-    if (wait) without_gil([this] { pool_->join(); });
+    if (wait) {
+      // Keeps the pool alive while the GIL is released, whatever another thread does to
+      // pool_ meanwhile (stop_workers before a fork, say).
+      std::shared_ptr<ThreadPool> pool = pool_;
+      without_gil([&pool] { pool->join(); });
+    }
   }
 
   pyb::dict stats() const {
@@ -244,16 +249,16 @@ class PyPool {
   // (GIL held) no worker of this pool exists.
   void stop_workers() {
     while (pool_) {
-      std::unique_ptr<ThreadPool> old = std::move(pool_);
+      std::shared_ptr<ThreadPool> old = std::move(pool_);
       old->shutdown(ThreadPool::Pending::kRun);
-      without_gil([&old] { old.reset(); });  // joins
+      without_gil([&old] { old->join(); });
     }
   }
 
   // In a forked child the workers are gone and the core's locks may be held by threads that no
   // longer exist: abandon the old pool without touching it and start afresh on next use.
   void after_fork_in_child() {
-    if (pool_) new std::unique_ptr<ThreadPool>(std::move(pool_));  // leaked on purpose
+    if (pool_) new std::shared_ptr<ThreadPool>(std::move(pool_));  // leaked on purpose
   }
 
   std::size_t workers() const { return workers_; }
@@ -300,7 +305,7 @@ class PyPool {
       stop_worker_interpreter();
       WorkerGil::stop();
     };
-    pool_ = std::make_unique<ThreadPool>(std::move(options));
+    pool_ = std::make_shared<ThreadPool>(std::move(options));
   }
 
   static void check(const absl::Status& status) {
@@ -310,7 +315,7 @@ class PyPool {
   const std::size_t workers_;
   const std::string name_;
   std::shared_ptr<Initializer> init_;
-  std::unique_ptr<ThreadPool> pool_;  // null after a fork until next use
+  std::shared_ptr<ThreadPool> pool_;  // null after a fork until next use
   bool shut_down_ = false;            // guarded by the GIL
 };
 
