@@ -345,3 +345,26 @@ def run_in_child_process(x):
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as children:
         return children.apply(identity, (x,))
+
+
+def pid_exists(pid):
+    """True while process `pid` exists (test helper, run in the test process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for_exit(pid, timeout=20.0):
+    """Waits on a pidfd (no polling) until `pid` has exited; True if it did in time."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)

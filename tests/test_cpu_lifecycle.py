@@ -19,6 +19,8 @@ from typing import Any, List, Optional
 
 import pytest
 
+from cpu_work import pid_exists, wait_for_exit
+
 TESTS = str(Path(__file__).resolve().parent)
 TIMEOUT = 60.0  # bound on every child process
 HAS_INTERPRETERS = sys.version_info >= (3, 12)
@@ -86,26 +88,6 @@ def last_json(result: Result) -> Any:
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert lines, result
     return json.loads(lines[-1])
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_for_exit(pid: int, timeout: float = 20.0) -> bool:
-    """Waits on a pidfd (no polling) until `pid` has exited; True if it did in time."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 def kill_leftovers(pids: List[int]) -> None:

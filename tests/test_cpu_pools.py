@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, List, Optional
 import pytest
 
 import cpu_work
+from cpu_work import pid_exists
 import offload
 
 TIMEOUT = 30.0  # the bound of every wait; each normally takes milliseconds
@@ -163,29 +164,12 @@ def run_async() -> Callable[[Callable[[], Any]], Any]:
     return run
 
 
+def wait_for_exit(pid: int, timeout: float = TIMEOUT) -> bool:
+    return bool(cpu_work.wait_for_exit(pid, timeout))
+
+
 def bounded(awaitable: Any) -> Any:
     return asyncio.wait_for(awaitable, TIMEOUT)
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_for_exit(pid: int, timeout: float = TIMEOUT) -> bool:
-    """Waits (on a pidfd, no polling) until process `pid` has exited; True if it did."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
-    finally:
-        os.close(fd)
 
 
 def interpreter_count() -> Optional[int]:
