@@ -231,18 +231,21 @@ def descendants(pid):
 """
 
 
-def test_process_pool_workers_are_gone_when_the_parent_exits(tmp_path: Path) -> None:
-    result = run_python(
-        DESCENDANTS
-        + f"""
+def two_busy_workers(tmp_path: Path) -> str:
+    """A program that starts a ProcessPool(2), makes both workers meet, and prints their
+    pids and the program's descendants as JSON; the caller appends how it ends."""
+    return DESCENDANTS + f"""
+import signal
 pool = offload.ProcessPool(2)
 paths = [{str(tmp_path / "a")!r}, {str(tmp_path / "b")!r}]
 calls = [pool.submit(cpu_work.meet, p, paths, 10.0) for p in paths]
 workers = sorted(f.result(timeout=30)[0] for f in calls)
 print(json.dumps({{"workers": workers, "descendants": descendants(os.getpid())}}), flush=True)
-# exits without shutdown
 """
-    )
+
+
+def test_process_pool_workers_are_gone_when_the_parent_exits(tmp_path: Path) -> None:
+    result = run_python(two_busy_workers(tmp_path) + "# exits without shutdown\n")
     facts = last_json(result)
     everyone = sorted(set(facts["workers"]) | set(facts["descendants"]))
     try:
@@ -260,16 +263,7 @@ print(json.dumps({{"workers": workers, "descendants": descendants(os.getpid())}}
 
 def test_process_pool_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     result = run_python(
-        DESCENDANTS
-        + f"""
-import signal
-pool = offload.ProcessPool(2)
-paths = [{str(tmp_path / "a")!r}, {str(tmp_path / "b")!r}]
-calls = [pool.submit(cpu_work.meet, p, paths, 10.0) for p in paths]
-workers = sorted(f.result(timeout=30)[0] for f in calls)
-print(json.dumps({{"workers": workers, "descendants": descendants(os.getpid())}}), flush=True)
-os.kill(os.getpid(), signal.SIGKILL)   # no atexit, no shutdown
-"""
+        two_busy_workers(tmp_path) + "os.kill(os.getpid(), signal.SIGKILL)  # no atexit, no shutdown\n"
     )
     assert result.returncode == -signal.SIGKILL, result
     facts = last_json(result)
