@@ -21,7 +21,8 @@ IPY      := $(INTERP_VENV)/bin/python
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES  := $(shell find cpp python -type f \( -name '*.h' -o -name '*.cc' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null)
 
-.PHONY: all demo test test-cpp test-python test-interpreters build build-cpp bench lint deps clean distclean
+.PHONY: all demo test test-cpp test-python test-interpreters build build-cpp bench lint sanitize \
+  sanitize-thread sanitize-address deps clean distclean
 
 all: build
 
@@ -82,16 +83,30 @@ test-interpreters: build
 test: test-cpp test-python test-interpreters
 
 ## Static checks: clang's thread-safety analysis of every ABSL_GUARDED_BY / *_LOCKS_REQUIRED
-## in the core and its tests (warnings are errors), and mypy --strict on the package.
+## in the core, its tests and the binding (warnings are errors), and mypy --strict on the package.
 lint: build
 	@dpkg-query -W -f='$${Status}' clang 2>/dev/null | grep -q "ok installed" || \
-	  (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang)
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang)
+	$(PY) -m pip install -q mypy pybind11
 	CXX=clang++ $(VENV)/bin/cmake -S . -B build/lint -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja \
-	  -DOFFLOAD_BUILD_TESTS=ON -DOFFLOAD_BUILD_PYTHON=OFF \
+	  -DOFFLOAD_BUILD_TESTS=ON -DOFFLOAD_BUILD_PYTHON=ON -DPython_EXECUTABLE=$(abspath $(PY)) \
+	  -Dpybind11_DIR="$$($(PY) -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
 	  -DCMAKE_CXX_FLAGS="-Wthread-safety -Wthread-safety-beta -Werror"
 	$(VENV)/bin/cmake --build build/lint -j $(JOBS)
-	$(PY) -m pip install -q mypy
 	$(PY) -m mypy --strict python/offload
+
+## Sanitizers: the C++ tests and the whole pytest suite under ThreadSanitizer, then under
+## AddressSanitizer + UndefinedBehaviorSanitizer, on $(PYTHON) and (when found) on the Python
+## with own-GIL subinterpreters. Any report fails the run (tests/sanitize/run.sh says how).
+SANITIZE_PYTHONS = $(abspath $(PY)) $(if $(INTERP_PYTHON),$(abspath $(IPY)))
+
+sanitize: sanitize-thread sanitize-address
+
+sanitize-thread sanitize-address: build
+	@if ! $(PY) -c '$(AT_LEAST_3124)' && [ -n "$(INTERP_PYTHON)" ]; then \
+	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed; fi
+	@if $(PY) -c '$(AT_LEAST_3124)'; then pythons=$(abspath $(PY)); else pythons="$(SANITIZE_PYTHONS)"; fi; \
+	VENV_BIN=$(abspath $(VENV))/bin JOBS=$(JOBS) tests/sanitize/run.sh $(@:sanitize-%=%) $$pythons
 
 ## Benchmarks (pytest-benchmark); results in build/bench.json, build/bench-cpu.json and
 ## docs/benchmarks.md. The CPU-work benchmarks (InterpreterPool: Python >= 3.12.4) run under

@@ -155,6 +155,38 @@ def test_keyboard_interrupt_while_awaiting_leaves_offload_usable() -> None:
     assert result.stdout.splitlines() == ["interrupted", "again 9"]
 
 
+def test_a_loop_closed_with_results_pending_frees_them_and_exits_cleanly() -> None:
+    result = run_python(
+        """
+        import asyncio, threading, weakref, offload
+        class Result:
+            pass
+        gate, freed = threading.Event(), threading.Event()
+        def make():
+            gate.wait(10)
+            result = Result()
+            weakref.finalize(result, freed.set)
+            return result
+        pool = offload.Pool(1)
+        loop = asyncio.new_event_loop()
+        async def start():
+            return pool.run(make)            # never awaited
+        pending = loop.run_until_complete(start())
+        loop.close()                         # with the call still queued behind the gate
+        gate.set()
+        async def again():
+            return await pool.run(pow, 2, 5)
+        print("again", asyncio.run(again()), flush=True)
+        # The closed loop's queue was released when the next loop attached: the result is
+        # freed while the closed loop and its never-completed future are still referenced.
+        print("freed", freed.wait(10), "pending", not pending.done(), flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["again 32", "freed True pending True"]
+    assert result.stderr == ""
+
+
 @pytest.mark.parametrize("kind", ["default", "uvloop"])
 def test_many_short_lived_loops_do_not_leak_notifiers(kind) -> None:
     result = run_python(
