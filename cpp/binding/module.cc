@@ -277,6 +277,11 @@ class PyPool {
 
   ThreadPool& pool() {
     if (shut_down_) throw std::runtime_error("offload: cannot submit to a pool that was shut down");
+    // Past the atexit hooks no worker may take the GIL again: a call submitted now (from a
+    // __del__ run by finalization, say) could never run, and its caller would wait forever.
+    if (is_finalizing()) {
+      throw std::runtime_error("offload: cannot submit while the interpreter is shutting down");
+    }
     if (!pool_) start();
     return *pool_;
   }

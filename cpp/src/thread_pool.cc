@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -23,13 +26,34 @@ class ThreadPool::State {
         max_batch_(std::max<std::size_t>(1, options.max_batch)),
         hooks_(std::move(options.hooks)) {}
 
+  // Starts every worker, or none: when the system refuses a thread, the ones already started
+  // are told to stop and detached (they hold the State and exit on their own, after their
+  // on_start hook, which may need a lock the caller holds, such as Python's GIL), and the
+  // error names how far it got.
   static void start(const std::shared_ptr<State>& state) {
-    absl::MutexLock l(&state->mu_);
-    state->threads_.reserve(state->workers_);
-    state->alive_ = state->workers_;
-    for (std::size_t i = 0; i < state->workers_; ++i) {
-      state->threads_.emplace_back([state, i] { state->work(i); });
+    std::vector<std::thread> started;
+    std::string failure;
+    {
+      absl::MutexLock l(&state->mu_);
+      state->threads_.reserve(state->workers_);
+      state->alive_ = state->workers_;
+      try {
+        for (std::size_t i = 0; i < state->workers_; ++i) {
+          state->threads_.emplace_back([state, i] { state->work(i); });
+        }
+        return;
+      } catch (const std::system_error& error) {
+        failure = "offload: could not start all " + std::to_string(state->workers_) +
+                  " workers (thread " + std::to_string(state->threads_.size() + 1) +
+                  " failed): " + error.what();
+        state->alive_ = state->threads_.size();
+        state->stopping_ = true;
+        state->work_cv_.SignalAll();
+        started.swap(state->threads_);
+      }
     }
+    for (std::thread& t : started) t.detach();
+    throw std::runtime_error(failure);
   }
 
   absl::Status submit(Task task) {

@@ -27,6 +27,7 @@ from typing import (
 )
 
 from . import _core
+from ._checks import check_timeout
 from ._errors import ChannelClosed, WouldBlock
 from ._loop import notifier_for
 
@@ -76,16 +77,6 @@ def _check_capacity(capacity: Optional[int]) -> Optional[int]:
             f" got {capacity}"
         )
     return capacity
-
-
-def _check_timeout(timeout: Optional[float]) -> Optional[float]:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"offload: timeout must be a number or None, got {type(timeout).__name__}")
-    if timeout != timeout:
-        raise ValueError("offload: timeout must not be NaN")
-    return float(timeout)
 
 
 def _closed(op: Optional["Operation"] = None) -> ChannelClosed:
@@ -496,7 +487,7 @@ async def select(*ops: Operation, timeout: Optional[float] = None) -> Selected:
         TypeError, ValueError: no operations, or something else than an operation.
     """
     channels, items = _select_args(ops)
-    seconds = _check_timeout(timeout)
+    seconds = check_timeout(timeout)
     loop = _get_running_loop()
     future = loop.create_future()
     waiter = _core.select_waiter(channels, items, notifier_for(loop), future)

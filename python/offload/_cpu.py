@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional,
 
 from . import _core, _worker
 from ._errors import RemoteError, RemoteTraceback, SendError, WorkerDied
-from ._pool import Future, _check_name, _check_workers, _PoolBase
+from ._checks import check_count, check_name
+from ._pool import Future, _PoolBase
 
 if TYPE_CHECKING:
     import asyncio
@@ -235,7 +236,7 @@ class InterpreterPool(_PickledPool):
     Raises:
         RuntimeError: this Python is older than 3.12 (use :class:`ProcessPool`).
         TypeError: ``workers`` is not an int, or ``name`` not a str.
-        ValueError: ``workers`` is less than 1.
+        ValueError: ``workers`` is less than 1 or more than 65536, or ``name`` is not valid UTF-8.
     """
 
     _where = "worker interpreter"
@@ -255,8 +256,8 @@ class InterpreterPool(_PickledPool):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        count = _check_workers(workers, "workers")
-        self._start(_core.Pool(count, _check_name(name), None, (), _bootstrap_source()))
+        count = check_count(workers, "workers")
+        self._start(_core.Pool(count, check_name(name), None, (), _bootstrap_source()))
 
     def _check_sendable(self, fn: Any) -> None:
         if getattr(fn, "__module__", None) == "__main__":
@@ -342,7 +343,7 @@ class ProcessPool(_PickledPool):
 
     Raises:
         TypeError: ``workers`` is not an int, or ``name`` not a str.
-        ValueError: ``workers`` is less than 1.
+        ValueError: ``workers`` is less than 1 or more than 65536, or ``name`` is not valid UTF-8.
     """
 
     _where = "worker process"
@@ -354,7 +355,7 @@ class ProcessPool(_PickledPool):
         name: str = "offload-proc",
         mp_context: Any = None,
     ) -> None:
-        count = _check_workers(workers, "workers")
+        count = check_count(workers, "workers")
         if mp_context is not None and not (
             callable(getattr(mp_context, "Process", None)) and callable(getattr(mp_context, "Pipe", None))
         ):
@@ -368,7 +369,7 @@ class ProcessPool(_PickledPool):
         self._local = threading.local()  # .process: the worker process of this worker thread
         self._processes: List[_Process] = []  # every process started and not yet reaped
         self._lock = threading.Lock()
-        self._start(_core.Pool(count, _check_name(name), None, ()))
+        self._start(_core.Pool(count, check_name(name), None, ()))
 
     def _check_sendable(self, fn: Any) -> None:
         if getattr(fn, "__module__", None) == "__main__":

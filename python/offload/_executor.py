@@ -9,7 +9,8 @@ from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Callable, Optional, Tuple, TypeVar
 
 from . import _core
-from ._pool import _check_workers, _live_pools
+from ._checks import check_count, check_name
+from ._pool import _live_pools
 
 R = TypeVar("R")
 
@@ -32,7 +33,7 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     Unlike ``ThreadPoolExecutor``, all workers start at once.
 
     Raises:
-        ValueError: ``max_workers`` is less than 1.
+        ValueError: ``max_workers`` is less than 1 or more than 65536.
         TypeError: ``initializer`` is not callable.
     """
 
@@ -45,10 +46,17 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     ) -> None:
         if max_workers is None:
             max_workers = min(32, (os.cpu_count() or 1) + 4)
-        max_workers = _check_workers(max_workers, "max_workers")
+        max_workers = check_count(max_workers, "max_workers")
+        check_name(thread_name_prefix, "thread_name_prefix")
+        try:
+            initargs = tuple(initargs)
+        except TypeError:
+            raise TypeError(
+                f"offload: initargs must be an iterable, got {type(initargs).__name__}"
+            ) from None
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
         self._native = _core.Pool(
-            max_workers, thread_name_prefix or "offload-exec", initializer, tuple(initargs)
+            max_workers, thread_name_prefix or "offload-exec", initializer, initargs
         )
         self._native_lock = threading.Lock()
         _live_pools.add(self)

@@ -29,6 +29,7 @@ from typing import (
 )
 
 from . import _core
+from ._checks import check_count, check_name, check_timeout, check_window
 from ._core import Pool as _NativePool
 from ._loop import notifier_for
 from ._loop import reset_after_fork as _reset_loops_after_fork
@@ -94,11 +95,11 @@ class Future(Generic[T]):
 
     def result(self, timeout: Optional[float] = None) -> T:
         """The call's return value; raises its exception. Waits up to ``timeout`` seconds."""
-        return self._core.result(timeout)  # type: ignore[no-any-return]
+        return self._core.result(check_timeout(timeout))  # type: ignore[no-any-return]
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds."""
-        return self._core.exception(timeout)
+        return self._core.exception(check_timeout(timeout))
 
     def done(self) -> bool:
         """True once the call returned, raised or was cancelled."""
@@ -139,22 +140,6 @@ class Future(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<offload.Future state={self._core.state}>"
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"offload: name must be a str, got {type(name).__name__}")
-    return name
-
-
-def _check_workers(workers: Optional[int], what: str) -> int:
-    if workers is None:
-        return int(_core.default_worker_count())
-    if isinstance(workers, bool) or not isinstance(workers, int):
-        raise TypeError(f"offload: {what} must be an int or None, got {type(workers).__name__}")
-    if workers < 1:
-        raise ValueError(f"offload: {what} must be at least 1, got {workers}")
-    return workers
 
 
 class _PoolBase:
@@ -246,7 +231,7 @@ class _PoolBase:
         """
         if not callable(fn):
             raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
-        limit = 4 * self.workers if window is None else _check_workers(window, "window")
+        limit = 4 * self.workers if window is None else check_window(window)
         iterator = iter(iterable)
         if ordered:
             return _imap_ordered(self.run, fn, iterator, limit)
@@ -337,11 +322,11 @@ class Pool(_PoolBase):
 
     Raises:
         TypeError: ``workers`` is not an int, or ``name`` not a str.
-        ValueError: ``workers`` is less than 1.
+        ValueError: ``workers`` is less than 1 or more than 65536, or ``name`` is not valid UTF-8.
     """
 
     def __init__(self, workers: Optional[int] = None, *, name: str = "offload") -> None:
-        self._start(_core.Pool(_check_workers(workers, "workers"), _check_name(name)))
+        self._start(_core.Pool(check_count(workers, "workers"), check_name(name)))
         # Bound as the instance's `run` too, which skips the Python frame of the method below.
         self.run = self._run  # type: ignore[method-assign]
 

@@ -69,6 +69,8 @@ class ThreadPool final : public Executor {
 
   enum class Pending { kRun, kCancel };
 
+  // Starts every worker. Throws std::runtime_error (naming how many started) when the system
+  // refuses a thread; the workers already started are told to stop and exit on their own.
   explicit ThreadPool(Options options);
   ThreadPool() : ThreadPool(Options()) {}
   // shutdown(Pending::kRun), then join().

@@ -1,0 +1,59 @@
+"""Argument checks shared by the public entry points: each bad value gets a TypeError or a
+ValueError that names the parameter, before anything reaches the native core."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from . import _core
+
+# Far beyond any useful pool (each worker is an OS thread with its own stack), and far below
+# what the platform would refuse with an error that names nothing.
+MAX_WORKERS = 1 << 16
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"offload: {what} must be a str, got {type(name).__name__}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"offload: {what} must be encodable as UTF-8: {error.reason}") from None
+    return name
+
+
+def check_count(value: Optional[int], what: str, maximum: int = MAX_WORKERS) -> int:
+    """A count of workers (None: one per CPU available), or of ``what`` at most ``maximum``."""
+    if value is None:
+        return int(_core.default_worker_count())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"offload: {what} must be an int or None, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"offload: {what} must be at least 1, got {value}")
+    if value > maximum:
+        raise ValueError(f"offload: {what} must be at most {maximum}, got {value}")
+    return value
+
+
+def check_window(window: int) -> int:
+    return check_count(window, "window", sys.maxsize)
+
+
+def check_timeout(timeout: Optional[float]) -> Optional[float]:
+    """Seconds as a float, or None (no limit): what the native blocking calls accept too
+    (anything with ``__float__`` or ``__index__`` but a bool; not NaN; not beyond a float)."""
+    if timeout is None:
+        return None
+    kind = type(timeout)
+    if kind is bool or not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+        raise TypeError(f"offload: timeout must be a number or None, got {kind.__name__}")
+    try:
+        seconds = float(timeout)
+    except OverflowError:
+        raise ValueError("offload: timeout is too large") from None
+    except Exception as error:  # a __float__ that raises: as the native calls report it
+        raise TypeError(f"offload: timeout must be a number or None, got {kind.__name__}") from error
+    if seconds != seconds:
+        raise ValueError("offload: timeout must not be NaN")
+    return seconds
