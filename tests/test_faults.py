@@ -45,6 +45,7 @@ import gc
 import logging
 import math
 import multiprocessing
+import os
 import random
 import subprocess
 import sys
@@ -635,11 +636,6 @@ def test_a_result_for_a_loop_closed_meanwhile_is_released_without_another_loop(
     assert refs["loop"]() is None, "the closed loop is still alive"
 
 
-@pytest.mark.xfail(
-    reason="BUG: an item in a Channel that references the channel (an actor and its inbox) "
-    "is never collected: the C++ buffer holds it where Python's gc cannot see",
-    strict=True,
-)
 def test_channel_items_that_reference_their_channel_are_collected() -> None:
     class Actor:
         def __init__(self) -> None:
@@ -656,11 +652,6 @@ def test_channel_items_that_reference_their_channel_are_collected() -> None:
     assert ref() is None  # asyncio.Queue in the same role is collected
 
 
-@pytest.mark.xfail(
-    reason="BUG: an offload.Future whose result references the Future is never collected: "
-    "the result lives in native state Python's gc cannot see (concurrent.futures' is collected)",
-    strict=True,
-)
 def test_a_future_whose_result_references_it_is_collected(one_worker) -> None:
     holder: Dict[str, Any] = {}
 
@@ -1157,6 +1148,10 @@ def test_worker_counts_no_platform_can_start_are_rejected_clearly(make: str, wor
     assert_clear(info.value, "workers")
 
 
+@pytest.mark.skipif(
+    os.environ.get("OFFLOAD_SANITIZER") in ("address", "thread"),
+    reason="the sanitizers reserve terabytes of address space: RLIMIT_AS would stop them first",
+)
 def test_a_pool_whose_threads_cannot_all_start_fails_clearly_and_leaks_no_thread() -> None:
     code = textwrap.dedent(
         """

@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "collectable.h"
 #include "offload/channel.h"
 #include "offload/notifier.h"
 #include "python_runtime.h"
@@ -374,6 +376,32 @@ class PyChannel {
 
   const std::shared_ptr<Core>& core() const { return core_; }
 
+  // Python's gc (collectable.h) sees the items the core holds, so that an item referencing its
+  // channel (an actor and its inbox) is collected with it, as with asyncio.Queue.
+  //
+  // That includes the items of queued sends, which their senders own: a coroutine blocked in
+  // send() on a channel that only it references, with an item referencing the coroutine or the
+  // channel, is then collected as asyncio.Queue's blocked put() is. This is sound because a
+  // party stays queued only while it references this object: a thread from its stack (a gc
+  // root, so the channel is reachable and its items rightly counted as such), a coroutine from
+  // its frame (so when the channel is garbage, so is the coroutine, and finalizing it withdraws
+  // the send before anything is cleared). Each item is held by one operation on one channel,
+  // so no reference is visited twice.
+  int traverse(visitproc visit, void* arg) const {
+    return core_->for_each_item([&](const Ref& item) {
+      Py_VISIT(item.get());  // never runs Python or drops a reference: fine under the core lock
+      return 0;
+    });
+  }
+
+  // Garbage: closes the core (a later operation sees a closed channel) and drops the buffered
+  // items, after the core's lock is released (dropping one may run __del__). Queued senders,
+  // which a close wakes, keep their items.
+  void clear() {
+    std::deque<Ref> items = core_->close_and_take_buffered();
+    items.clear();
+  }
+
  private:
   std::shared_ptr<Core> core_;
 };
@@ -395,11 +423,16 @@ struct Bound {
   PyChannel* channel;
   PyObject* owner;  // the _core.Channel object, a strong reference
 };
-constexpr const char* kBoundCapsule = "offload._core.BoundChannel";
 
-Bound* bound_of(PyObject* capsule) {
-  return static_cast<Bound*>(PyCapsule_GetPointer(capsule, kBoundCapsule));
-}
+// The `self` of the bound functions: a Bound in an object that Python's gc traverses (unlike a
+// capsule), so that its reference to the owner does not keep a garbage channel alive.
+struct BoundChannel {
+  PyObject_HEAD
+  Bound bound;
+};
+PyTypeObject* bound_type = nullptr;
+
+Bound* bound_of(PyObject* self) { return &reinterpret_cast<BoundChannel*>(self)->bound; }
 
 enum AwaitKind { kAwaitRecv, kAwaitSend, kAwaitNext };
 enum AwaitState { kFresh, kDelegating, kDone };
@@ -695,6 +728,12 @@ PyMethodDef awaitable_methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+constexpr unsigned kNoInstances = Py_TPFLAGS_DISALLOW_INSTANTIATION;
+#else
+constexpr unsigned kNoInstances = 0;
+#endif
+
 PyTypeObject* make_awaitable_type() {
   static PyType_Slot slots[] = {
       {Py_am_await, reinterpret_cast<void*>(awaitable_self)},
@@ -711,11 +750,6 @@ PyTypeObject* make_awaitable_type() {
                                     "stands for (offload.Channel.recv, send, __anext__).")},
       {0, nullptr},
   };
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-  constexpr unsigned kNoInstances = Py_TPFLAGS_DISALLOW_INSTANTIATION;
-#else
-  constexpr unsigned kNoInstances = 0;
-#endif
   static PyType_Spec spec = {"offload._core.ChannelAwaitable", sizeof(ChannelAwaitable), 0,
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | kNoInstances, slots};
   PyObject* type = PyType_FromSpec(&spec);
@@ -728,31 +762,31 @@ PyTypeObject* make_awaitable_type() {
 
 // -- the bound functions ----------------------------------------------------------------------
 
-PyObject* fast_recv(PyObject* capsule, PyObject* const*, Py_ssize_t nargsf, PyObject* kwnames) {
-  Bound* b = bound_of(capsule);
-  if (b == nullptr || !check_args("recv", PyVectorcall_NARGS(nargsf), 0, kwnames)) return nullptr;
+PyObject* fast_recv(PyObject* self, PyObject* const*, Py_ssize_t nargsf, PyObject* kwnames) {
+  Bound* b = bound_of(self);
+  if (!check_args("recv", PyVectorcall_NARGS(nargsf), 0, kwnames)) return nullptr;
   return new_awaitable(*b, kAwaitRecv, nullptr);
 }
 
-PyObject* fast_send(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf,
+PyObject* fast_send(PyObject* self, PyObject* const* args, Py_ssize_t nargsf,
                     PyObject* kwnames) {
-  Bound* b = bound_of(capsule);
-  if (b == nullptr || !check_args("send", PyVectorcall_NARGS(nargsf), 1, kwnames)) return nullptr;
+  Bound* b = bound_of(self);
+  if (!check_args("send", PyVectorcall_NARGS(nargsf), 1, kwnames)) return nullptr;
   return new_awaitable(*b, kAwaitSend, args[0]);
 }
 
-PyObject* fast_anext(PyObject* capsule, PyObject* const*, Py_ssize_t nargsf, PyObject* kwnames) {
-  Bound* b = bound_of(capsule);
-  if (b == nullptr || !check_args("__anext__", PyVectorcall_NARGS(nargsf), 0, kwnames)) {
+PyObject* fast_anext(PyObject* self, PyObject* const*, Py_ssize_t nargsf, PyObject* kwnames) {
+  Bound* b = bound_of(self);
+  if (!check_args("__anext__", PyVectorcall_NARGS(nargsf), 0, kwnames)) {
     return nullptr;
   }
   return new_awaitable(*b, kAwaitNext, nullptr);
 }
 
-PyObject* fast_send_nowait(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf,
+PyObject* fast_send_nowait(PyObject* self, PyObject* const* args, Py_ssize_t nargsf,
                            PyObject* kwnames) {
-  Bound* b = bound_of(capsule);
-  if (b == nullptr || !check_args("send_nowait", PyVectorcall_NARGS(nargsf), 1, kwnames)) {
+  Bound* b = bound_of(self);
+  if (!check_args("send_nowait", PyVectorcall_NARGS(nargsf), 1, kwnames)) {
     return nullptr;
   }
   const int sent = b->channel->try_offer(args[0]);
@@ -764,10 +798,10 @@ PyObject* fast_send_nowait(PyObject* capsule, PyObject* const* args, Py_ssize_t 
   Py_RETURN_NONE;
 }
 
-PyObject* fast_recv_nowait(PyObject* capsule, PyObject* const*, Py_ssize_t nargsf,
+PyObject* fast_recv_nowait(PyObject* self, PyObject* const*, Py_ssize_t nargsf,
                            PyObject* kwnames) {
-  Bound* b = bound_of(capsule);
-  if (b == nullptr || !check_args("recv_nowait", PyVectorcall_NARGS(nargsf), 0, kwnames)) {
+  Bound* b = bound_of(self);
+  if (!check_args("recv_nowait", PyVectorcall_NARGS(nargsf), 0, kwnames)) {
     return nullptr;
   }
   PyObject* item = b->channel->try_poll();
@@ -826,11 +860,11 @@ PyObject* guarded(Fn fn) {
   return nullptr;
 }
 
-PyObject* fast_send_blocking(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf,
+PyObject* fast_send_blocking(PyObject* self, PyObject* const* args, Py_ssize_t nargsf,
                              PyObject* kwnames) {
-  Bound* b = bound_of(capsule);
+  Bound* b = bound_of(self);
   PyObject* timeout;
-  if (b == nullptr || !parse_timeout("send_blocking", args, nargsf, kwnames, 1, &timeout)) {
+  if (!parse_timeout("send_blocking", args, nargsf, kwnames, 1, &timeout)) {
     return nullptr;
   }
   if (plain_timeout(timeout)) {
@@ -845,11 +879,11 @@ PyObject* fast_send_blocking(PyObject* capsule, PyObject* const* args, Py_ssize_
   });
 }
 
-PyObject* fast_recv_blocking(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf,
+PyObject* fast_recv_blocking(PyObject* self, PyObject* const* args, Py_ssize_t nargsf,
                              PyObject* kwnames) {
-  Bound* b = bound_of(capsule);
+  Bound* b = bound_of(self);
   PyObject* timeout;
-  if (b == nullptr || !parse_timeout("recv_blocking", args, nargsf, kwnames, 0, &timeout)) {
+  if (!parse_timeout("recv_blocking", args, nargsf, kwnames, 0, &timeout)) {
     return nullptr;
   }
   if (plain_timeout(timeout)) {
@@ -876,23 +910,48 @@ PyMethodDef fast_defs[] = {
 };
 #undef OFFLOAD_FASTCALL
 
+// BoundChannel has no tp_clear: it keeps its owner until it is freed, so that `channel` stays
+// valid for any bound function still called from the same garbage; the gc breaks the cycle
+// elsewhere (the channel's items, a __dict__).
+int bound_traverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(bound_of(self)->owner);
+  return 0;
+}
+
+void bound_dealloc(PyObject* self) {
+  PyTypeObject* type = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  Py_DECREF(bound_of(self)->owner);
+  PyObject_GC_Del(self);
+  Py_DECREF(type);
+}
+
+PyTypeObject* make_bound_type() {
+  static PyType_Slot slots[] = {
+      {Py_tp_traverse, reinterpret_cast<void*>(bound_traverse)},
+      {Py_tp_dealloc, reinterpret_cast<void*>(bound_dealloc)},
+      {Py_tp_doc, const_cast<char*>("A channel as its bound native functions see it.")},
+      {0, nullptr},
+  };
+  static PyType_Spec spec = {"offload._core.BoundChannel", sizeof(BoundChannel), 0,
+                             Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | kNoInstances, slots};
+  PyObject* type = PyType_FromSpec(&spec);
+  if (type == nullptr) throw pyb::error_already_set();
+  reinterpret_cast<PyTypeObject*>(type)->tp_new = nullptr;  // only bind_fast_path makes them
+  return reinterpret_cast<PyTypeObject*>(type);
+}
+
 // {name: function} for the Python Channel to bind as its instance attributes.
 pyb::dict bind_fast_path(PyChannel* channel, const pyb::object& owner) {
-  auto* bound = new Bound{channel, new_ref(owner.ptr())};
-  PyObject* capsule = PyCapsule_New(bound, kBoundCapsule, [](PyObject* c) {
-    Bound* b = bound_of(c);
-    Py_DECREF(b->owner);
-    delete b;
-  });
-  if (capsule == nullptr) {
-    Py_DECREF(bound->owner);
-    delete bound;
-    throw pyb::error_already_set();
-  }
-  pyb::object keep = pyb::reinterpret_steal<pyb::object>(capsule);
+  BoundChannel* bound = PyObject_GC_New(BoundChannel, bound_type);
+  if (bound == nullptr) throw pyb::error_already_set();
+  bound->bound = Bound{channel, new_ref(owner.ptr())};
+  PyObject_GC_Track(bound);
+  pyb::object self = pyb::reinterpret_steal<pyb::object>(reinterpret_cast<PyObject*>(bound));
   pyb::dict functions;
   for (PyMethodDef& def : fast_defs) {
-    PyObject* fn = PyCFunction_NewEx(&def, capsule, nullptr);
+    PyObject* fn = PyCFunction_NewEx(&def, self.ptr(), nullptr);
     if (fn == nullptr) throw pyb::error_already_set();
     functions[def.ml_name] = pyb::reinterpret_steal<pyb::object>(fn);
   }
@@ -938,7 +997,7 @@ void bind_channels(pyb::module_& m) {
 
   // dynamic_attr: offload._channel keeps the set of futures waiting on the channel in it,
   // where Python's gc can see it (see _pin_waiting there).
-  pyb::class_<PyChannel>(m, "Channel", pyb::dynamic_attr())
+  pyb::class_<PyChannel>(m, "Channel", pyb::dynamic_attr(), collectable<PyChannel>())
       .def(pyb::init<std::optional<std::size_t>>(), pyb::arg("capacity"))
       .def("bind",
            [](pyb::object self) { return bind_fast_path(self.cast<PyChannel*>(), self); })
@@ -980,6 +1039,7 @@ void bind_channels(pyb::module_& m) {
         recv_wait.release().ptr(), send_wait.release().ptr(), anext_wait.release().ptr()};
   });
   awaitable_type = make_awaitable_type();
+  bound_type = make_bound_type();
   m.add_object("ChannelAwaitable", pyb::handle(reinterpret_cast<PyObject*>(awaitable_type)));
 }
 

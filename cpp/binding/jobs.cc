@@ -229,6 +229,9 @@ class FutureCall final : public Job {
     job->call_ = Call{};
     // Continuations (done callbacks, awaiting loops) run here, with the GIL held.
     job->promise_.set_value(std::move(outcome));
+    // Before the GIL can be handed over: a thread that sees the future settled then finds its
+    // offload.Future the state's only handle, which Python's gc may traverse (module.cc).
+    job.reset();
     WorkerGil::yield_if_due();
   }
 

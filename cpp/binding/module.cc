@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "channels.h"
+#include "collectable.h"
 #include "interpreters.h"
 #include "jobs.h"
 #include "offload/future.h"
@@ -142,6 +143,27 @@ class PyFuture {
         return "finished";
     }
   }
+
+  // Python's gc (collectable.h) sees the outcome, so that a result or an exception (its
+  // traceback's frames) referencing this future is collected with it, as with
+  // concurrent.futures. Only once this is the state's only handle: until then the job (which
+  // settles it and runs the done callbacks it holds) or a delivery to a loop still shares it,
+  // so neither the outcome nor a pending done callback is this object's alone. The worker
+  // drops its promise before it can hand the GIL over, so a future seen settled is normally
+  // traversable at once.
+  int traverse(visitproc visit, void* arg) const {
+    const Outcome* o = future_.is_only_handle() ? outcome() : nullptr;
+    if (o != nullptr) {
+      Py_VISIT(o->value.get());
+      Py_VISIT(o->error.get());
+    }
+    return 0;
+  }
+
+  // Garbage: drops this handle, and with it the outcome if it was the only one (with the GIL,
+  // outside the state's lock). What is left reads as cancelled: a Promise destroyed unsettled
+  // cancels its future.
+  void clear() { future_ = Promise<Outcome>().get_future(); }
 
  private:
   // Waits (raising TimeoutError) and returns the outcome; raises CancelledError.
@@ -525,7 +547,7 @@ PYBIND11_MODULE(_core, m) {
         return d;
       });
 
-  pyb::class_<PyFuture>(m, "Future")
+  pyb::class_<PyFuture>(m, "Future", collectable<PyFuture>())
       .def("result", &PyFuture::result, pyb::arg("timeout") = pyb::none())
       .def("exception", &PyFuture::exception, pyb::arg("timeout") = pyb::none())
       .def("done", &PyFuture::done)

@@ -1,6 +1,7 @@
 #include "offload/channel.h"
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <random>
 #include <string>
@@ -244,6 +245,62 @@ TEST(Channel, GiveBackGoesToTheNextWaitingReceiverElseToTheHead) {
   ch.give_back(8);
   receiver.join();
   EXPECT_EQ(got, 8);
+}
+
+TEST(Channel, ForEachItemVisitsTheBufferInOrderThenTheItemsOfQueuedSends) {
+  Channel<int> ch(2);
+  ASSERT_EQ(ch.try_send(1), Status::kOk);
+  ASSERT_EQ(ch.try_send(2), Status::kOk);
+  std::thread sender([&] { EXPECT_EQ(ch.send(3), Status::kOk); });
+  WaitForSenders(ch, 1);
+  std::vector<int> seen;
+  EXPECT_EQ(ch.for_each_item([&](int v) {
+    seen.push_back(v);
+    return 0;
+  }),
+            0);
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3}));
+  seen.clear();
+  EXPECT_EQ(ch.for_each_item([&](int v) {  // stops at the first non-zero result
+    seen.push_back(v);
+    return v == 2 ? 7 : 0;
+  }),
+            7);
+  EXPECT_EQ(seen, (std::vector<int>{1, 2}));
+  int v = 0;
+  ASSERT_EQ(ch.recv(&v), Status::kOk);  // frees a slot: the queued send moves into the buffer
+  sender.join();
+  seen.clear();
+  ch.for_each_item([&](int item) {
+    seen.push_back(item);
+    return 0;
+  });
+  EXPECT_EQ(seen, (std::vector<int>{2, 3}));
+}
+
+TEST(Channel, CloseAndTakeBufferedEmptiesItAndQueuedSendersKeepTheirItems) {
+  Channel<std::unique_ptr<int>> ch(1);
+  ASSERT_EQ(ch.try_send(std::make_unique<int>(1)), Status::kOk);
+  bool kept = false;
+  std::thread sender([&] {
+    auto item = std::make_unique<int>(2);
+    EXPECT_EQ(ch.send(std::move(item)), Status::kClosed);
+    kept = item != nullptr && *item == 2;
+  });
+  WaitForSenders(ch, 1);
+  std::deque<std::unique_ptr<int>> items = ch.close_and_take_buffered();
+  sender.join();
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(*items[0], 1);
+  EXPECT_TRUE(kept);
+  EXPECT_TRUE(ch.closed());
+  std::unique_ptr<int> v;
+  EXPECT_EQ(ch.try_recv(&v), Status::kClosed);
+  EXPECT_TRUE(ch.close_and_take_buffered().empty());  // idempotent
+  const Channel<std::unique_ptr<int>>::Stats s = ch.stats();
+  EXPECT_EQ(s.sent, 1u);
+  EXPECT_EQ(s.received, 1u);  // the taken item counts as received
+  EXPECT_EQ(s.waiting_senders, 0u);
 }
 
 TEST(Select, TakesTheFirstReadyOperationInTheOrderAdded) {

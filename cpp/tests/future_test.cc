@@ -102,6 +102,27 @@ TEST(Future, MovedFromPromiseDoesNotCancelTheFuture) {
   EXPECT_EQ(f.get(), 4);
 }
 
+TEST(Future, IsOnlyHandleOnceNeitherThePromiseNorACopyRemains) {
+  Future<int> f;
+  {
+    Promise<int> p;
+    f = p.get_future();
+    EXPECT_FALSE(f.is_only_handle());  // the promise shares it
+    p.set_value(1);
+    EXPECT_FALSE(f.is_only_handle());
+  }
+  EXPECT_TRUE(f.is_only_handle());
+  {
+    Future<int> copy = f;
+    EXPECT_FALSE(f.is_only_handle());
+    EXPECT_FALSE(copy.is_only_handle());
+  }
+  EXPECT_TRUE(f.is_only_handle());
+  Future<int> chained = f.then(inline_executor(), [](Future<int> r) { return r.get() + 1; });
+  EXPECT_TRUE(f.is_only_handle());  // the continuation ran at once and let its copy go
+  EXPECT_EQ(chained.get(), 2);
+}
+
 TEST(Future, StartFailsAfterCancel) {
   Promise<int> p;
   p.get_future().cancel();

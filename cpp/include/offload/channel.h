@@ -33,6 +33,9 @@
 //   * Under the channel's lock items are only moved, never copied, and only moved-from shells
 //     are destroyed there: for Python items, reference counts change only with the GIL,
 //     outside core locks.
+//   * for_each_item() shows an owner every item the channel holds (buffered, and those of
+//     queued sends), and close_and_take_buffered() empties a channel that is being discarded:
+//     what the Python binding needs to take part in Python's garbage collection.
 //
 // Lifetime: a channel must outlive every operation on it (the Python binding keeps its
 // channels alive from its waiters).
@@ -103,6 +106,7 @@ class OpQueue {
   using Op = ChannelOp<T>;
   bool empty() const { return head_ == nullptr; }
   std::size_t size() const { return size_; }
+  const Op* front() const { return head_; }  // the rest follow through `next`
   void push_back(Op* op) {
     op->prev = tail_;
     op->next = nullptr;
@@ -177,6 +181,18 @@ class Channel {
   // receiver, else to the head of the buffer (capacity notwithstanding), closed or not.
   void give_back(T item);
 
+  // Calls visit(item) under the channel's lock for every item the channel holds: the buffered
+  // ones in order, then those that queued sends still hold. Stops at the first non-zero result
+  // and returns it; 0 when every item was visited. `visit` must not use the channel.
+  //
+  //   int found = ch.for_each_item([&](const Item& item) { return item.id == wanted; });
+  template <class Visit>
+  int for_each_item(Visit visit) const;
+
+  // close(), and takes every buffered item out (counted as received): for an owner that
+  // discards the channel and must destroy its items after the lock is released.
+  std::deque<T> close_and_take_buffered();
+
   bool closed() const {
     absl::MutexLock l(&mu_);
     return closed_;
@@ -202,6 +218,8 @@ class Channel {
   void dequeue(Op* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     (op->is_send ? senders_ : receivers_).remove(op);
   }
+  // Refuses further sends and completes every queued operation as closed.
+  void close_locked(internal::WakeList* wakes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::size_t capacity_;
   mutable absl::Mutex mu_;
@@ -417,17 +435,50 @@ void Channel<T>::close() {
   internal::WakeList wakes;
   {
     absl::MutexLock l(&mu_);
-    if (closed_) return;
-    closed_ = true;
-    // Receivers wait only on an empty buffer, so every one of them is done; senders keep items.
-    for (internal::OpQueue<T>* queue : {&receivers_, &senders_}) {
-      while (Op* op = queue->claim_first()) {
-        op->closed = true;
-        wakes.push_back(op->waiter);
-      }
-    }
+    close_locked(&wakes);
   }
   internal::wake_all(wakes);
+}
+
+template <class T>
+void Channel<T>::close_locked(internal::WakeList* wakes) {
+  if (closed_) return;
+  closed_ = true;
+  // Receivers wait only on an empty buffer, so every one of them is done; senders keep items.
+  for (internal::OpQueue<T>* queue : {&receivers_, &senders_}) {
+    while (Op* op = queue->claim_first()) {
+      op->closed = true;
+      wakes->push_back(op->waiter);
+    }
+  }
+}
+
+template <class T>
+std::deque<T> Channel<T>::close_and_take_buffered() {
+  internal::WakeList wakes;
+  std::deque<T> items;
+  {
+    absl::MutexLock l(&mu_);
+    close_locked(&wakes);
+    received_ += buffer_.size();
+    items.swap(buffer_);
+  }
+  internal::wake_all(wakes);
+  return items;
+}
+
+template <class T>
+template <class Visit>
+int Channel<T>::for_each_item(Visit visit) const {
+  absl::MutexLock l(&mu_);
+  for (const T& item : buffer_) {
+    if (const int stop = visit(item)) return stop;
+  }
+  for (const Op* op = senders_.front(); op != nullptr; op = op->next) {
+    if (!op->item) continue;
+    if (const int stop = visit(*op->item)) return stop;
+  }
+  return 0;
 }
 
 template <class T>

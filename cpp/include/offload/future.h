@@ -247,6 +247,12 @@ class Future {
   // The stored error; null unless status() is kError.
   std::exception_ptr error() const { return state_->error(); }
 
+  // True when nothing else (the Promise, another Future, a continuation or token holding one)
+  // shares this future's state, so this handle alone can reach its value. Once true, it stays
+  // true until this handle is copied. (The Python binding lets Python's gc see a result only
+  // then.)
+  bool is_only_handle() const { return state_.use_count() == 1; }
+
   // Cancels the task if it has not started (true); otherwise asks it to stop (false).
   bool cancel() const { return state_->cancel(); }
 
