@@ -213,35 +213,20 @@ def test_base_exception_from_submit_reaches_result_and_exception(one_worker, bas
     assert (s.submitted, s.completed, s.failed, s.cancelled) == (2, 1, 1, 0)
 
 
-def test_base_exception_from_submit_reaches_a_coroutine_awaiting_the_future(
-    arun, one_worker, base_name: str
+@pytest.mark.parametrize("route", ["submit", "run"])
+def test_base_exception_reaches_a_coroutine_awaiting_submit_or_run(
+    arun, one_worker, base_name: str, route: str
 ) -> None:
     exc_type = BASE_EXCEPTIONS[base_name]
+    start = getattr(one_worker, route)  # an offload.Future or the loop's future: both awaitable
 
     async def main() -> Tuple[Optional[BaseException], int]:
         caught: Optional[BaseException] = None
         try:
-            await one_worker.submit(fault_work.raise_base, base_name)
+            await start(fault_work.raise_base, base_name)
         except exc_type as e:
             caught = e
-        return caught, await one_worker.submit(pow, 2, 5)
-
-    caught, after = arun(main)
-    assert type(caught) is exc_type and after == 32
-    s = counters_add_up(one_worker)
-    assert (s.submitted, s.completed, s.failed) == (2, 1, 1)
-
-
-def test_base_exception_from_pool_run_reaches_the_awaiter(arun, one_worker, base_name: str) -> None:
-    exc_type = BASE_EXCEPTIONS[base_name]
-
-    async def main() -> Tuple[Optional[BaseException], int]:
-        caught: Optional[BaseException] = None
-        try:
-            await one_worker.run(fault_work.raise_base, base_name)
-        except exc_type as e:
-            caught = e
-        return caught, await one_worker.run(pow, 2, 5)
+        return caught, await start(pow, 2, 5)
 
     caught, after = arun(main)
     assert type(caught) is exc_type and after == 32
