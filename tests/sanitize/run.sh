@@ -32,7 +32,7 @@ thread)
   options="halt_on_error=0 die_after_fork=0 second_deadlock_stack=1 suppressions=$root/tests/sanitize/tsan.supp"
   # ThreadSanitizer does not support starting threads in a child forked from a multi-threaded
   # process ("starting new threads after multi-threaded fork is not supported"): the fork
-  # tests run in `make test` and under ASan instead.
+  # tests run in `make test` and (but one) under ASan instead.
   deselect=(-k "not fork")
   controls=("race:WARNING: ThreadSanitizer: data race")
   absl_src=$root/build/absl-src
@@ -49,7 +49,11 @@ address)
   # fatal (-fno-sanitize-recover below) and logged like ASan's.
   options="detect_leaks=0 verify_asan_link_order=0 abort_on_error=0"
   export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1"
-  deselect=()
+  # GCC 12's libasan does not lock its allocator around fork() (LLVM added that in 2023,
+  # llvm-project#75290): a child forked while a parent thread is inside malloc waits forever
+  # on the allocator's lock. That is the whole point of this test (busy workers at the fork),
+  # so it runs in `make test` only; the other fork tests run here.
+  deselect=(-k "not test_fork_while_workers_are_busy")
   controls=("use-after-free:ERROR: AddressSanitizer: heap-use-after-free"
             "signed-overflow:runtime error: signed integer overflow")
   extra=(-DCMAKE_CXX_FLAGS=-fno-sanitize-recover=undefined)
@@ -83,11 +87,13 @@ for control in "${controls[@]}"; do
   rm -rf "$control_logs"
   mkdir -p "$control_logs"
   if env "$options_var=$options log_path=$control_logs/report" UBSAN_OPTIONS="${UBSAN_OPTIONS:-} log_path=$control_logs/report" \
-      "$cpp_build/sanitizer_control" "$what"; then
+      "$cpp_build/sanitizer_control" "$what" 2>"$control_logs/stderr"; then
     echo "== $kind: the control '$what' exited cleanly: the sanitizer is not working" >&2
     exit 1
   fi
-  grep -q "$expected" "$control_logs"/report.* || {
+  # A fatal UBSan report (-fno-sanitize-recover) goes to stderr, not to log_path: in the
+  # test runs it aborts the process, which fails the run anyway.
+  grep -q "$expected" "$control_logs"/* || {
     echo "== $kind: the control '$what' was not reported as '$expected'" >&2
     exit 1
   }
