@@ -3,8 +3,8 @@
 #
 #   tests/sanitize/run.sh thread|address PYTHON [PYTHON...]
 #
-# thread   ThreadSanitizer. abseil is built from Debian's source of the installed version with
-#          the same flags (Debian's libabsl is not instrumented, so TSan cannot see inside
+# thread   ThreadSanitizer. abseil is built from Debian 12's source of its LTS with the same
+#          flags (Debian's libabsl is not instrumented, so TSan cannot see inside
 #          absl::Mutex and reports false races). Suppressions: tests/sanitize/tsan.supp.
 # address  AddressSanitizer + UndefinedBehaviorSanitizer, against the installed abseil.
 #
@@ -46,7 +46,8 @@ address)
   runtime="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.so)"
   options_var=ASAN_OPTIONS
   # detect_leaks=0: CPython does not free everything at exit, by design. UBSan reports are
-  # fatal (-fno-sanitize-recover below) and logged like ASan's.
+  # fatal (-fno-sanitize-recover below): they abort the process, which fails its test, and
+  # go to stderr rather than to log_path.
   options="detect_leaks=0 verify_asan_link_order=0 abort_on_error=0"
   export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1"
   # GCC 12's libasan does not lock its allocator around fork() (LLVM added that in 2023,
