@@ -38,7 +38,7 @@ def test_set_default_executor_routes_to_thread_and_run_in_executor(arun, executo
         return a, b
 
     a, b = arun(main)
-    assert a.startswith("ex-") and b.startswith("ex-")
+    assert a.startswith("ex_") and b.startswith("ex_")
 
 
 def test_map_keeps_order(executor) -> None:

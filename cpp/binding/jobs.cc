@@ -258,7 +258,7 @@ class ConcurrentCall final : public Job {
     PyObject* future = job->future_.get();
     Ref running = Ref::steal(PyObject_CallMethodNoArgs(future, names().set_running_or_notify_cancel));
     if (!running) {
-      PyErr_WriteUnraisable(future);
+      log_raised("offload: a concurrent.futures.Future refused to start");
       return;
     }
     if (running.get() != Py_True) {  // cancelled before it started
@@ -279,7 +279,7 @@ class ConcurrentCall final : public Job {
                                                                   outcome.error.get()))
                           : Ref::steal(PyObject_CallMethodOneArg(future, names().set_result,
                                                                   outcome.value.get()));
-    if (!r) PyErr_WriteUnraisable(future);
+    if (!r) log_raised("offload: a concurrent.futures.Future refused its outcome");
     WorkerGil::yield_if_due();
   }
 
@@ -289,7 +289,7 @@ class ConcurrentCall final : public Job {
     GilScope gil;
     if (!gil.acquired()) return leak(job);
     Ref r = Ref::steal(PyObject_CallMethodNoArgs(job->future_.get(), names().cancel));
-    if (!r) PyErr_WriteUnraisable(job->future_.get());
+    if (!r) log_raised("offload: a concurrent.futures.Future refused to be cancelled");
   }
 
  private:

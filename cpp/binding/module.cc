@@ -35,17 +35,6 @@ struct Imports {
 };
 Imports imports;
 
-// Logs `error` on logging.getLogger("offload"). GIL held.
-void log_error(const char* message, PyObject* error) {
-  try {
-    pyb::module_::import("logging")
-        .attr("getLogger")("offload")
-        .attr("error")("%s", message, pyb::arg("exc_info") = pyb::handle(error));
-  } catch (pyb::error_already_set& e) {
-    e.discard_as_unraisable(message);
-  }
-}
-
 Ref own(const pyb::handle& h) { return Ref::borrow(h.ptr()); }
 Ref own_or_null(const pyb::handle& h) { return h.is_none() ? Ref() : Ref::borrow(h.ptr()); }
 
@@ -191,9 +180,10 @@ class PyPool {
   // With `interpreter_bootstrap`, every worker owns an own-GIL subinterpreter set up by that
   // source (interpreters.h); calls reach it through run_in_interpreter.
   PyPool(std::size_t workers, std::string name, pyb::object initializer, pyb::tuple initargs,
-         std::optional<std::string> interpreter_bootstrap)
+         std::optional<std::string> interpreter_bootstrap, std::string separator)
       : workers_(workers == 0 ? ThreadPool::default_worker_count() : workers),
         name_(std::move(name)),
+        separator_(std::move(separator)),
         init_(std::make_shared<Initializer>()) {
     init_->fn = own_or_null(initializer);
     init_->args = own(initargs);
@@ -312,7 +302,9 @@ class PyPool {
     ThreadPool::Options options;
     options.workers = workers_;
     options.name = name_;
-    options.hooks.on_start = [init = init_](std::size_t) {
+    options.separator = separator_;
+    options.hooks.on_start = [init = init_, prefix = name_ + separator_](std::size_t index) {
+      WorkerGil::set_name(prefix + std::to_string(index));
       if ((!init->fn && init->bootstrap.empty()) || !WorkerGil::ensure()) return;
       if (!init->bootstrap.empty()) start_worker_interpreter(init->bootstrap);
       if (!init->fn) {
@@ -341,6 +333,7 @@ class PyPool {
 
   const std::size_t workers_;
   const std::string name_;
+  const std::string separator_;  // threads are named name_ + separator_ + index
   std::shared_ptr<Initializer> init_;
   std::shared_ptr<ThreadPool> pool_;  // null after a fork until next use
   bool shut_down_ = false;            // guarded by the GIL
@@ -559,9 +552,11 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("state", &PyFuture::state);
 
   pyb::class_<PyPool>(m, "Pool")
-      .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple, std::optional<std::string>>(),
+      .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple, std::optional<std::string>,
+                     std::string>(),
            pyb::arg("workers"), pyb::arg("name"), pyb::arg("initializer") = pyb::none(),
-           pyb::arg("initargs") = pyb::tuple(), pyb::arg("interpreter_bootstrap") = pyb::none())
+           pyb::arg("initargs") = pyb::tuple(), pyb::arg("interpreter_bootstrap") = pyb::none(),
+           pyb::arg("separator") = "-")
       .def("runner",
            [](pyb::object self) {
              return pyb::reinterpret_steal<pyb::object>(make_runner(self.cast<PyPool&>(), self));
@@ -592,6 +587,9 @@ PYBIND11_MODULE(_core, m) {
     notifier_lookup = new_ref(lookup.ptr());
   });
   m.def("forget_loops", [] { ++loop_generation; });
+  m.def("set_thread_hooks", [](pyb::object started, pyb::object stopping) {
+    set_thread_hooks(started.ptr(), stopping.ptr());
+  });
   m.def("set_default_pool_factory", [](pyb::object factory) {
     Py_XDECREF(default_pool_factory);
     default_pool_factory = new_ref(factory.ptr());

@@ -30,6 +30,7 @@ struct Garbage {
 Garbage* garbage = new Garbage();  // never destroyed: used until the process exits
 
 struct WorkerState {
+  std::string name;                 // empty: not announced to the threading module
   PyThreadState* tstate = nullptr;  // created on the first ensure(), kept until stop()
   PyGILState_STATE gilstate{};
   bool held = false;
@@ -40,6 +41,21 @@ thread_local WorkerState worker;
 
 Names* interned = nullptr;
 unsigned long main_thread_ident = 0;
+
+// offload._threads.started / .stopping; never released (they live as long as the process).
+PyObject* thread_started = nullptr;
+PyObject* thread_stopping = nullptr;
+
+// Calls a thread hook, logging what it raises: a worker must never stop over one.
+void call_thread_hook(PyObject* hook, PyObject* arg) {
+  if (hook == nullptr) return;
+  PyObject* r = arg == nullptr ? PyObject_CallNoArgs(hook) : PyObject_CallOneArg(hook, arg);
+  if (r == nullptr) {
+    log_raised("offload: a worker thread could not update the threading module");
+  } else {
+    Py_DECREF(r);
+  }
+}
 
 }  // namespace
 
@@ -113,6 +129,16 @@ bool WorkerGil::ensure() {
   if (worker.tstate == nullptr) {
     worker.gilstate = PyGILState_Ensure();
     worker.tstate = PyThreadState_Get();
+    if (!worker.name.empty()) {
+      Ref name = Ref::steal(
+          PyUnicode_DecodeUTF8(worker.name.data(), static_cast<Py_ssize_t>(worker.name.size()),
+                               "replace"));
+      if (name) {
+        call_thread_hook(thread_started, name.get());
+      } else {
+        PyErr_Clear();
+      }
+    }
   } else {
     PyEval_RestoreThread(worker.tstate);
   }
@@ -146,9 +172,34 @@ void WorkerGil::stop() {
     if (is_finalizing()) return;  // leak the thread state rather than touch a dying runtime
     PyEval_RestoreThread(worker.tstate);
   }
+  if (!worker.name.empty() && !is_finalizing()) call_thread_hook(thread_stopping, nullptr);
   worker.held = false;
   worker.tstate = nullptr;
   PyGILState_Release(worker.gilstate);  // deletes the thread state and releases the GIL
+}
+
+void WorkerGil::set_name(std::string name) { worker.name = std::move(name); }
+
+void set_thread_hooks(PyObject* started, PyObject* stopping) {
+  Py_XSETREF(thread_started, new_ref(started));
+  Py_XSETREF(thread_stopping, new_ref(stopping));
+}
+
+void log_error(const char* message, PyObject* error) {
+  // logging.getLogger("offload").error("%s", message, exc_info=error)
+  Ref logging = Ref::steal(PyImport_ImportModule("logging"));
+  Ref logger = logging ? Ref::steal(PyObject_CallMethod(logging.get(), "getLogger", "s", "offload"))
+                       : Ref();
+  Ref method = logger ? Ref::steal(PyObject_GetAttrString(logger.get(), "error")) : Ref();
+  Ref args = method ? Ref::steal(Py_BuildValue("(ss)", "%s", message)) : Ref();
+  Ref kwargs = args ? Ref::steal(Py_BuildValue("{sO}", "exc_info", error)) : Ref();
+  Ref r = kwargs ? Ref::steal(PyObject_Call(method.get(), args.get(), kwargs.get())) : Ref();
+  if (!r) PyErr_WriteUnraisable(error);  // logging itself failed: say so, naming the error
+}
+
+void log_raised(const char* message) {
+  Ref error = fetch_error();
+  if (error) log_error(message, error.get());
 }
 
 GilScope::GilScope() : acquired_(!is_finalizing()) {
@@ -292,7 +343,7 @@ void complete_loop_future(PyObject* future, const Outcome* outcome) {
                            outcome->value.get());
   }
   if (r == nullptr) {
-    PyErr_WriteUnraisable(future);
+    log_raised("offload: an event loop future refused its outcome");
   } else {
     Py_DECREF(r);
   }
@@ -301,7 +352,7 @@ void complete_loop_future(PyObject* future, const Outcome* outcome) {
 bool future_done(PyObject* future) {
   PyObject* r = call_future_method(future, &FutureType::done, names().done, nullptr);
   if (r == nullptr) {
-    PyErr_WriteUnraisable(future);
+    log_raised("offload: an event loop future failed in done()");
     return true;
   }
   const bool done = r == Py_True;

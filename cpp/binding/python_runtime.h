@@ -18,6 +18,7 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -103,7 +104,21 @@ class WorkerGil {
   static void yield_if_due();
   // Deletes this worker's thread state; called once as the worker exits.
   static void stop();
+  // The name the threading module shows for this worker (the pool's thread name, uncut), set
+  // before its first ensure(). With a name, the worker is announced to offload._threads when
+  // it creates its thread state, and withdrawn in stop().
+  static void set_name(std::string name);
 };
+
+// offload._threads' hooks, called by every worker with a name: started(name) once it has a
+// thread state, stopping() before it deletes it. GIL held.
+void set_thread_hooks(PyObject* started, PyObject* stopping);
+
+// Logs `error`, an exception instance, on logging.getLogger("offload") as `message`, with its
+// traceback; if logging fails too, that failure is reported as unraisable. GIL held.
+void log_error(const char* message, PyObject* error);
+// The same for the raised exception, which it clears. GIL held.
+void log_raised(const char* message);
 
 // Takes the GIL on any thread (PyGILState) for one scope, unless the interpreter is
 // finalizing; check acquired() before touching Python.

@@ -23,6 +23,7 @@ class ThreadPool::State {
   explicit State(Options options)
       : workers_(options.workers == 0 ? default_worker_count() : options.workers),
         name_(std::move(options.name)),
+        separator_(std::move(options.separator)),
         max_batch_(std::max<std::size_t>(1, options.max_batch)),
         hooks_(std::move(options.hooks)) {}
 
@@ -162,7 +163,7 @@ class ThreadPool::State {
   }
 
   void set_thread_name(std::size_t index) const {
-    std::string name = name_ + "-" + std::to_string(index);
+    std::string name = name_ + separator_ + std::to_string(index);
     if (name.size() > 15) name.resize(15);  // the kernel's limit
     pthread_setname_np(pthread_self(), name.c_str());
   }
@@ -239,6 +240,7 @@ class ThreadPool::State {
 
   const std::size_t workers_;
   const std::string name_;
+  const std::string separator_;
   const std::size_t max_batch_;
   const Hooks hooks_;
 

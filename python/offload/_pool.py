@@ -28,7 +28,7 @@ from typing import (
     TypeVar,
 )
 
-from . import _core
+from . import _core, _threads  # noqa: F401 (_threads names the workers for threading)
 from ._checks import check_count, check_name, check_timeout, check_window
 from ._core import Pool as _NativePool
 from ._loop import notifier_for
@@ -139,7 +139,13 @@ class Future(Generic[T]):
             raise
 
     def __repr__(self) -> str:
-        return f"<offload.Future state={self._core.state}>"
+        state = self._core.state
+        if state == "finished":  # done, not cancelled: say how, as concurrent.futures does
+            error = self._core.exception(0)
+            if error is not None:
+                return f"<offload.Future state=finished raised {type(error).__name__}>"
+            return f"<offload.Future state=finished returned {type(self._core.result(0)).__name__}>"
+        return f"<offload.Future state={state}>"
 
 
 class _PoolBase:

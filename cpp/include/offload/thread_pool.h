@@ -52,7 +52,8 @@ class ThreadPool final : public Executor {
 
   struct Options {
     std::size_t workers = 0;  // 0: the CPUs this process may run on
-    std::string name = "offload";  // threads are named "<name>-<index>" (cut to 15 bytes)
+    std::string name = "offload";  // threads are named "<name><separator><index>"
+    std::string separator = "-";   // (cut to 15 bytes, the kernel's limit)
     std::size_t max_batch = 64;    // most tasks a worker runs between two after_batch hooks
     Hooks hooks;
   };
