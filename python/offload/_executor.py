@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import os
 import threading
 from concurrent.futures.thread import BrokenThreadPool
@@ -13,6 +14,8 @@ from ._checks import check_count, check_name
 from ._pool import _live_pools
 
 R = TypeVar("R")
+
+_executor_numbers = itertools.count()
 
 
 class Executor(concurrent.futures.ThreadPoolExecutor):
@@ -55,9 +58,9 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
                 f"offload: initargs must be an iterable, got {type(initargs).__name__}"
             ) from None
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
-        self._native = _core.Pool(
-            max_workers, thread_name_prefix or "offload-exec", initializer, initargs
-        )
+        # Threads are named "<prefix>_<index>", as the standard library names them.
+        prefix = thread_name_prefix or f"offload-exec-{next(_executor_numbers)}"
+        self._native = _core.Pool(max_workers, prefix, initializer, initargs, separator="_")
         self._native_lock = threading.Lock()
         _live_pools.add(self)
 
