@@ -21,7 +21,7 @@ IPY      := $(INTERP_VENV)/bin/python
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES  := $(shell find cpp python -type f \( -name '*.h' -o -name '*.cc' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null)
 
-.PHONY: all demo test test-cpp test-python test-interpreters build build-cpp bench lint sanitize \
+.PHONY: all demo docs wheel wheels test-wheel test test-all test-cpp test-python test-interpreters build build-cpp bench lint sanitize \
   sanitize-thread sanitize-address deps clean distclean
 
 all: build
@@ -82,6 +82,12 @@ test-interpreters: build
 
 test: test-cpp test-python test-interpreters
 
+## `make test`, then the whole Python suite on every other CPython 3.9-3.13 found (python3.X on
+## PATH, or pyenv's), each in its own venv under .venvs/ (tests/all_pythons.sh says how).
+PY_VERSION = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+test-all: test
+	tests/all_pythons.sh $(filter-out $(PY_VERSION),3.9 3.10 3.11 3.12 3.13)
+
 ## Static checks: clang's thread-safety analysis of every ABSL_GUARDED_BY / *_LOCKS_REQUIRED
 ## in the core, its tests and the binding (warnings are errors), and mypy --strict on the package.
 lint: build
@@ -94,6 +100,32 @@ lint: build
 	  -DCMAKE_CXX_FLAGS="-Wthread-safety -Wthread-safety-beta -Werror"
 	$(VENV)/bin/cmake --build build/lint -j $(JOBS)
 	$(PY) -m mypy --strict python/offload
+
+## A manylinux wheel of offload with abseil bundled (auditwheel), in dist/; test-wheel installs
+## it alone in a fresh venv and smoke-tests it with the system abseil hidden (tests/wheel/).
+## WHEEL_PYTHON picks the Python; `make wheels` builds and checks one per pyenv Python >= 3.9.
+WHEEL_PYTHON ?= $(PY)
+
+wheel: deps $(PY)
+	tests/wheel/build.sh $(WHEEL_PYTHON)
+
+test-wheel: wheel
+	tests/wheel/check.sh $(WHEEL_PYTHON)
+
+wheels: deps
+	@for p in $(PYENV_PYTHONS); do $$p -c 'import sys; sys.exit(sys.version_info < (3, 9))' || continue; \
+	  tests/wheel/build.sh $$p && tests/wheel/check.sh $$p || exit 1; done
+
+## The documentation site in build/docs/html (Sphinx with furo and MyST, see docs/conf.py),
+## warnings as errors; then Sphinx's doctest builder runs every example on it, docstrings too.
+DOCS_PACKAGES := "sphinx>=7" "furo>=2024.1" "myst-parser>=2"
+docs: build
+	@dpkg-query -W -f='$${Status}' python3-doc 2>/dev/null | grep -q "ok installed" || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-doc)
+	$(PY) -m pip install -q $(DOCS_PACKAGES)
+	$(PY) -m sphinx -W --keep-going -q -b html -d build/docs/doctrees docs build/docs/html
+	$(PY) -m sphinx -W --keep-going -q -b doctest -d build/docs/doctrees docs build/docs/doctest
+	@echo "docs: build/docs/html/index.html"
 
 ## Sanitizers: the C++ tests and the whole pytest suite under ThreadSanitizer, then under
 ## AddressSanitizer + UndefinedBehaviorSanitizer, on $(PYTHON) and (when found) on the Python
@@ -126,7 +158,7 @@ bench: build
 	$(PY) benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md
 
 clean:
-	rm -rf build
+	rm -rf build dist
 
 distclean: clean
-	rm -rf $(VENV) $(INTERP_VENV)
+	rm -rf $(VENV) $(INTERP_VENV) .venvs
