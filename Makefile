@@ -89,7 +89,8 @@ test-all: test
 	tests/all_pythons.sh $(filter-out $(PY_VERSION),3.9 3.10 3.11 3.12 3.13)
 
 ## Static checks: clang's thread-safety analysis of every ABSL_GUARDED_BY / *_LOCKS_REQUIRED
-## in the core, its tests and the binding (warnings are errors), and mypy --strict on the package.
+## in the core, its tests and the binding (warnings are errors), and mypy --strict on the package,
+## the examples and tests/typed_usage.py.
 lint: build
 	@dpkg-query -W -f='$${Status}' clang 2>/dev/null | grep -q "ok installed" || \
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang)
@@ -99,7 +100,7 @@ lint: build
 	  -Dpybind11_DIR="$$($(PY) -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
 	  -DCMAKE_CXX_FLAGS="-Wthread-safety -Wthread-safety-beta -Werror"
 	$(VENV)/bin/cmake --build build/lint -j $(JOBS)
-	$(PY) -m mypy --strict python/offload
+	$(PY) -m mypy --strict python/offload tests/typed_usage.py examples
 
 ## A manylinux wheel of offload with abseil bundled (auditwheel), in dist/; test-wheel installs
 ## it alone in a fresh venv and smoke-tests it with the system abseil hidden (tests/wheel/).

@@ -429,8 +429,8 @@ PyObject* fast_run(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf, 
 PyMethodDef fast_run_def = {
     "run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fast_run)),
     METH_FASTCALL | METH_KEYWORDS,
-    "run(fn, /, *args, **kwargs)\n--\n\nRuns fn(*args, **kwargs) on the pool; returns the running "
-    "loop's future of its result."};
+    "run(fn, /, *args, **kwargs)\n--\n\nRuns ``fn(*args, **kwargs)`` on the pool; returns the "
+    "running loop's future of its result."};
 
 // offload.run: fast_run on the default pool, which Python creates on first use.
 PyObject* default_pool_factory = nullptr;  // offload._pool.default_pool
@@ -451,14 +451,20 @@ PyMethodDef run_on_default_def = {
     "run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(run_on_default)),
     METH_FASTCALL | METH_KEYWORDS,
     "run(fn, /, *args, **kwargs)\n--\n\n"
-    "Runs fn(*args, **kwargs) on the default pool: a drop-in for asyncio.to_thread, much\n"
-    "cheaper per call. Returns the running loop's future of the result::\n\n"
-    "    digest = await offload.run(hashlib.sha256, blob)\n\n"
-    "The call runs in a copy of the caller's contextvars context; its exception is raised\n"
-    "with its traceback; cancelling the awaiting task cancels the call if it has not started\n"
-    "(a running call can poll offload.cancelled()).\n\n"
-    "Raises RuntimeError without a running event loop or after the default pool was shut\n"
-    "down, and TypeError when fn is not callable."};
+    "Runs ``fn(*args, **kwargs)`` on the default pool: a drop-in for :func:`asyncio.to_thread`,\n"
+    "much cheaper per call. Returns the running loop's future of the result.\n\n"
+    ">>> import hashlib\n"
+    ">>> async def main() -> str:\n"
+    "...     digest = await offload.run(hashlib.sha256, b\"abc\")\n"
+    "...     return digest.hexdigest()[:16]\n"
+    ">>> asyncio.run(main())\n"
+    "'ba7816bf8f01cfea'\n\n"
+    "The call runs in a copy of the caller's :mod:`contextvars` context; its exception is\n"
+    "raised with its traceback; cancelling the awaiting task cancels the call if it has not\n"
+    "started (a running call can poll :func:`offload.cancelled`).\n\n"
+    "Raises:\n"
+    "    RuntimeError: no running event loop, or the default pool was shut down.\n"
+    "    TypeError: ``fn`` is not callable.\n"};
 
 PyObject* make_runner(PyPool& pool, const pyb::object& owner) {
   auto* runner = new Runner{&pool, new_ref(owner.ptr())};

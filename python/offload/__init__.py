@@ -76,4 +76,12 @@ else:
     from ._executor import Executor
     from ._pool import Future, Pool, PoolStats, cancelled, default_pool, run
 
+# Public objects present themselves as offload.X: in reprs, tracebacks, pickles and the docs.
+for _name in __all__:
+    try:
+        globals()[_name].__module__ = __name__
+    except (AttributeError, TypeError):  # offload.run: a native function keeps its own
+        pass
+del _name
+
 __version__ = "0.1.0"

@@ -48,6 +48,14 @@ class ChannelStats:
     a cancelled receiver gave back is counted once, when it is finally received), so
     ``sent - received`` items are buffered or being handed over. ``waiting_senders`` and
     ``waiting_receivers`` count parties blocked on the channel (threads, coroutines, selects).
+
+    >>> ch = offload.Channel(4)
+    >>> ch.send_nowait("a")
+    >>> ch.send_nowait("b")
+    >>> ch.recv_nowait()
+    'a'
+    >>> ch.stats()
+    ChannelStats(capacity=4, buffered=1, waiting_senders=0, waiting_receivers=0, sent=2, received=1, closed=False)
     """
 
     capacity: Optional[int]
@@ -217,19 +225,19 @@ class Channel(Generic[T]):
     ``capacity`` is required: ``> 0`` buffers that many items, ``0`` makes a rendezvous channel
     (a send completes when a receiver takes the item), ``None`` is unbounded.
 
-    Example: a blocking reader thread feeding coroutines::
+    Example: a blocking producer thread feeding a coroutine:
 
-        lines: offload.Channel[str] = offload.Channel(capacity=128)
-
-        def reader(path):                       # a plain thread
-            with open(path) as f:
-                for line in f:
-                    lines.send_blocking(line)   # waits (GIL released) while the channel is full
-            lines.close()
-
-        async def consumer():
-            async for line in lines:            # until closed and drained
-                await handle(line)
+    >>> import threading
+    >>> lines: offload.Channel[str] = offload.Channel(capacity=2)
+    >>> def reader() -> None:                      # a plain thread, reading a file say
+    ...     for line in ["alpha", "beta", "gamma", "delta"]:
+    ...         lines.send_blocking(line)          # waits, GIL released, while full
+    ...     lines.close()
+    >>> async def consumer() -> list:
+    ...     return [line.upper() async for line in lines]   # until closed and drained
+    >>> threading.Thread(target=reader).start()
+    >>> asyncio.run(consumer())
+    ['ALPHA', 'BETA', 'GAMMA', 'DELTA']
 
     Ordering: items are received in the order they were sent, and waiting parties are served
     first come, first served: a sender hands its item straight to the longest-waiting
@@ -302,6 +310,11 @@ class Channel(Generic[T]):
     def send_nowait(self, item: T) -> None:
         """Sends ``item`` if that can happen at once (buffer space, or a waiting receiver).
 
+        >>> ch = offload.Channel(1)
+        >>> ch.send_nowait("x")
+        >>> len(ch)
+        1
+
         Raises:
             WouldBlock: the channel is full (or no receiver waits on a rendezvous channel).
             ChannelClosed: the channel is closed.
@@ -310,6 +323,12 @@ class Channel(Generic[T]):
 
     def recv_nowait(self) -> T:
         """Receives an item if one is ready at once.
+
+        >>> ch = offload.Channel(None)
+        >>> for i in range(3):
+        ...     ch.send_nowait(i)
+        >>> ch.recv_nowait(), ch.recv_nowait()
+        (0, 1)
 
         Raises:
             WouldBlock: nothing is buffered and no sender waits.
@@ -322,6 +341,13 @@ class Channel(Generic[T]):
     def send_blocking(self, item: T, timeout: Optional[float] = None) -> None:
         """Sends ``item`` from a thread, waiting up to ``timeout`` seconds (``None``: no limit)
         with the GIL released. On the main thread, Ctrl-C interrupts the wait.
+
+        >>> ch = offload.Channel(1)
+        >>> ch.send_blocking("first", timeout=1)
+        >>> ch.send_blocking("second", timeout=0.01)   # full, and nobody receives
+        Traceback (most recent call last):
+          ...
+        TimeoutError: ...
 
         Raises:
             TimeoutError: the timeout passed first; the item was not delivered.
@@ -336,6 +362,12 @@ class Channel(Generic[T]):
         """Receives an item from a thread, waiting up to ``timeout`` seconds (``None``: no
         limit) with the GIL released. On the main thread, Ctrl-C interrupts the wait.
 
+        >>> import threading
+        >>> ch = offload.Channel(0)                     # rendezvous: no buffer
+        >>> threading.Thread(target=ch.send_blocking, args=("hello",)).start()
+        >>> ch.recv_blocking(timeout=10)
+        'hello'
+
         Raises:
             TimeoutError: the timeout passed first; nothing was taken.
             ChannelClosed: the channel is closed and drained.
@@ -347,7 +379,14 @@ class Channel(Generic[T]):
 
     def close(self) -> None:
         """Closes the channel: later sends raise :class:`ChannelClosed`, every waiting party is
-        woken, receivers drain what is buffered. Calling it again does nothing."""
+        woken, receivers drain what is buffered. Calling it again does nothing.
+
+        >>> ch = offload.Channel(None)
+        >>> ch.send_nowait(1)
+        >>> ch.close()
+        >>> ch.closed, list(ch)                         # drained, then iteration ends
+        (True, [1])
+        """
         self._core.close()
 
     @property
@@ -414,7 +453,15 @@ class Channel(Generic[T]):
 
 class Operation:
     """One operation for :func:`select`: a receive from a channel (``channel.recv_op()``) or a
-    send of an item to it (``channel.send_op(item)``)."""
+    send of an item to it (``channel.send_op(item)``).
+
+    >>> ch = offload.Channel(1)
+    >>> op = ch.send_op("item")
+    >>> op.is_send, op.channel is ch
+    (True, True)
+    >>> offload.select_nowait(ch.recv_op(), op).op is op   # nothing to receive: the send
+    True
+    """
 
     __slots__ = ("channel", "_item")
 
@@ -436,7 +483,14 @@ class Operation:
 
 class Selected(NamedTuple):
     """What :func:`select` did: ``op`` is the operation that happened; ``value`` is the item
-    it received (``None`` for a send)."""
+    it received (``None`` for a send).
+
+    >>> ch = offload.Channel(1)
+    >>> ch.send_nowait("ready")
+    >>> op, value = offload.select_nowait(ch.recv_op())
+    >>> value
+    'ready'
+    """
 
     op: Operation
     value: Any
@@ -467,12 +521,27 @@ async def select(*ops: Operation, timeout: Optional[float] = None) -> Selected:
     When several are ready at once, the first one listed happens. Works in any running event
     loop; :func:`select_blocking` is the same for threads, :func:`select_nowait` never waits.
 
-    Example: take urgent work first, and pass results on, whichever is possible first::
+    Example: serve urgent requests first, and stop when told to:
 
-        urgent_op, normal_op = urgent.recv_op(), normal.recv_op()
-        op, value = await offload.select(urgent_op, normal_op, results.send_op(last))
-        if op is urgent_op or op is normal_op:
-            handle(value)
+    >>> async def serve(urgent, normal, stop) -> list:
+    ...     handled = []
+    ...     while True:
+    ...         op, value = await offload.select(stop.recv_op(), urgent.recv_op(), normal.recv_op())
+    ...         if op.channel is stop:
+    ...             return handled
+    ...         handled.append(value)
+    >>> urgent, normal, stop = offload.Channel(None), offload.Channel(None), offload.Channel(1)
+    >>> for job in ["n1", "n2"]:
+    ...     normal.send_nowait(job)
+    >>> urgent.send_nowait("u1")
+    >>> async def main() -> list:
+    ...     server = asyncio.ensure_future(serve(urgent, normal, stop))
+    ...     while len(normal):                  # until the server took every job
+    ...         await asyncio.sleep(0)
+    ...     await stop.send(None)
+    ...     return await server
+    >>> asyncio.run(main())
+    ['u1', 'n1', 'n2']
 
     Returns:
         ``Selected(op, value)``: the operation that happened and the item it received
@@ -513,6 +582,13 @@ def select_blocking(*ops: Operation, timeout: Optional[float] = None) -> Selecte
     """:func:`select` for threads: waits up to ``timeout`` seconds (``None``: no limit) with
     the GIL released, then does exactly one operation.
 
+    >>> import threading
+    >>> results, errors = offload.Channel(0), offload.Channel(0)
+    >>> threading.Thread(target=errors.send_blocking, args=("disk full",)).start()
+    >>> op, value = offload.select_blocking(results.recv_op(), errors.recv_op(), timeout=10)
+    >>> op.channel is errors, value
+    (True, 'disk full')
+
     Raises:
         ChannelClosed, TimeoutError, TypeError, ValueError: as :func:`select`.
     """
@@ -523,6 +599,14 @@ def select_blocking(*ops: Operation, timeout: Optional[float] = None) -> Selecte
 
 def select_nowait(*ops: Operation) -> Selected:
     """:func:`select` without waiting: does the first operation that can happen at once.
+
+    >>> high, low = offload.Channel(4), offload.Channel(4)
+    >>> low.send_nowait("low")
+    >>> high.send_nowait("high")
+    >>> offload.select_nowait(high.recv_op(), low.recv_op()).value   # listed first wins
+    'high'
+    >>> offload.select_nowait(high.recv_op(), low.recv_op()).value
+    'low'
 
     Raises:
         WouldBlock: none can happen now.

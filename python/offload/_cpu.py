@@ -224,14 +224,17 @@ class InterpreterPool(_PickledPool):
     imported there: use :class:`ProcessPool` for those. :mod:`contextvars` are not carried
     over and :func:`offload.cancelled` is false in a worker interpreter.
 
-    Example::
+    Functions from the standard library qualify, and so do yours in a module (``crunch.py``
+    with ``def score(doc): ...``, say). The example falls back to :class:`ProcessPool` before
+    Python 3.12, as an application would:
 
-        # crunch.py
-        def score(doc: str) -> float: ...
-
-        # app.py
-        async with offload.InterpreterPool() as pool:
-            scores = await pool.map(crunch.score, docs)     # in parallel, order kept
+    >>> import math, sys
+    >>> CpuPool = offload.InterpreterPool if sys.version_info >= (3, 12) else offload.ProcessPool
+    >>> async def main() -> list:
+    ...     async with CpuPool(workers=2) as pool:
+    ...         return await pool.map(math.factorial, [5, 10, 15])   # in parallel, order kept
+    >>> asyncio.run(main())
+    [120, 3628800, 1307674368000]
 
     Raises:
         RuntimeError: this Python is older than 3.12 (use :class:`ProcessPool`).
@@ -336,10 +339,12 @@ class ProcessPool(_PickledPool):
     :class:`InterpreterPool`, workers can import any module (numpy included).
     :mod:`contextvars` are not carried over and :func:`offload.cancelled` is false in a worker.
 
-    Example::
-
-        async with offload.ProcessPool(workers=4) as pool:
-            scores = await pool.map(crunch.score, docs)
+    >>> import math
+    >>> async def main() -> int:
+    ...     async with offload.ProcessPool(workers=2) as pool:
+    ...         return await pool.run(math.factorial, 20)
+    >>> asyncio.run(main())
+    2432902008176640000
 
     Raises:
         TypeError: ``workers`` is not an int, or ``name`` not a str.

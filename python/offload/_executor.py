@@ -7,13 +7,18 @@ import itertools
 import os
 import threading
 from concurrent.futures.thread import BrokenThreadPool
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, TypeVar
 
 from . import _core
 from ._checks import check_count, check_name
 from ._pool import _live_pools
 
 R = TypeVar("R")
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
 
 _executor_numbers = itertools.count()
 
@@ -23,10 +28,16 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
 
     Being a ``ThreadPoolExecutor`` subclass, it is accepted by
     :meth:`asyncio.loop.set_default_executor`, so ``loop.run_in_executor(None, ...)`` and
-    :func:`asyncio.to_thread` run on native workers::
+    :func:`asyncio.to_thread` run on native workers:
 
-        loop.set_default_executor(offload.Executor())
-        data = await asyncio.to_thread(read_file, path)
+    >>> async def main() -> int:
+    ...     asyncio.get_running_loop().set_default_executor(offload.Executor(max_workers=4))
+    ...     return await asyncio.to_thread(sum, [1, 2, 3])      # now on offload's workers
+    >>> asyncio.run(main())
+    6
+    >>> with offload.Executor(max_workers=2, thread_name_prefix="io") as executor:
+    ...     print(list(executor.map(pow, [2, 3], [5, 2])))
+    [32, 9]
 
     Semantics are the standard library's: ``submit`` returns a
     :class:`concurrent.futures.Future`; ``map`` (with ``timeout``) and
@@ -64,7 +75,7 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
         self._native_lock = threading.Lock()
         _live_pools.add(self)
 
-    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[R]":
+    def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "concurrent.futures.Future[R]":
         """Schedules ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.
 
         Raises:
@@ -81,8 +92,6 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
             future: concurrent.futures.Future[R] = concurrent.futures.Future()
             self._native.submit_concurrent(future, fn, args, kwargs or None, None)
             return future
-
-    submit.__doc__ = concurrent.futures.Executor.submit.__doc__ or submit.__doc__
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stops intake; ``cancel_futures`` cancels the calls not yet started; ``wait`` joins

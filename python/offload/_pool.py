@@ -56,6 +56,14 @@ class PoolStats:
     (raised) or ``cancelled`` (cancelled before it started, or dropped by
     ``shutdown(cancel_pending=True)``). ``queued`` are waiting, ``busy`` workers are running
     calls. A ``map`` counts one call per worker that took part, not one per item.
+
+    >>> with offload.Pool(workers=1) as pool:
+    ...     print(pool.submit(pow, 2, 3).result())
+    ...     print(pool.submit(int, "x").exception())
+    8
+    invalid literal for int() with base 10: 'x'
+    >>> pool.stats()
+    PoolStats(workers=1, submitted=2, completed=1, failed=1, cancelled=0, queued=0, busy=0)
     """
 
     workers: int
@@ -77,15 +85,19 @@ class Future(Generic[T]):
     one to stop — :func:`offload.cancelled` turns true inside it — and returns ``False``.
 
     ``await fut`` works in any running loop, any number of times; cancelling the awaiting task
-    cancels the call if it has not started::
+    cancels the call if it has not started.
 
-        with offload.Pool(workers=4) as pool:
-            fut = pool.submit(pow, 2, 10)
-            assert fut.result(timeout=5) == 1024
-
-        async def main():
-            fut = offload.default_pool().submit(hashlib.sha256, blob)
-            digest = await fut
+    >>> with offload.Pool(workers=4) as pool:
+    ...     fut = pool.submit(pow, 2, 10)
+    ...     print(fut.result(timeout=5))             # from any thread
+    1024
+    >>> fut
+    <offload.Future state=finished returned int>
+    >>> async def main() -> int:
+    ...     fut = offload.default_pool().submit(sum, range(10))
+    ...     return await fut                          # from any loop
+    >>> asyncio.run(main())
+    45
     """
 
     __slots__ = ("_core", "__weakref__")
@@ -94,7 +106,13 @@ class Future(Generic[T]):
         self._core = core
 
     def result(self, timeout: Optional[float] = None) -> T:
-        """The call's return value; raises its exception. Waits up to ``timeout`` seconds."""
+        """The call's return value; raises its exception. Waits up to ``timeout`` seconds
+        (``None``: no limit) with the GIL released.
+
+        Raises:
+            concurrent.futures.TimeoutError: the call did not finish in time.
+            concurrent.futures.CancelledError: the call was cancelled.
+        """
         return self._core.result(check_timeout(timeout))  # type: ignore[no-any-return]
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
@@ -188,6 +206,11 @@ class _PoolBase:
         is raised and no further items start. Cancelling the awaiting task stops items that
         have not started.
 
+        >>> async def main() -> list:
+        ...     return await offload.default_pool().map(abs, range(-3, 3))
+        >>> asyncio.run(main())
+        [3, 2, 1, 0, 1, 2]
+
         Raises:
             RuntimeError: no running event loop, or the pool was shut down.
             TypeError: ``fn`` is not callable, or ``iterable`` is not iterable.
@@ -222,12 +245,21 @@ class _PoolBase:
         ends the iteration with that exception. Leaving the loop early (``break``, an
         exception, cancellation of the consuming task) cancels the calls not yet started.
 
-        Example, with a progress bar::
+        >>> import itertools, zlib
+        >>> async def main() -> int:
+        ...     endless = (bytes([i % 256]) * 1000 for i in itertools.count())
+        ...     total = 0
+        ...     async for packed in offload.default_pool().imap(zlib.compress, endless, window=8):
+        ...         total += 1          # at most 8 calls in flight, however long the input
+        ...         if total == 100:
+        ...             break           # leaving the loop cancels the calls not yet started
+        ...     return total
+        >>> asyncio.run(main())
+        100
 
-            async for digest in pool.imap(hashlib.sha256, blobs, window=64):
-                store(digest)
+        A progress bar is three lines, with tqdm or any other::
 
-            with tqdm(total=len(blobs)) as bar:          # any progress bar works the same way
+            with tqdm(total=len(blobs)) as bar:
                 async for digest in pool.imap(hashlib.sha256, blobs, ordered=False):
                     bar.update(1)
 
@@ -249,6 +281,15 @@ class _PoolBase:
         Queued calls still run unless ``cancel_pending`` is true, in which case their futures
         are cancelled. With ``wait`` true, returns once every worker has exited (the GIL is
         released meanwhile). Calling it again is harmless.
+
+        >>> pool = offload.Pool(workers=2)
+        >>> pool.shutdown()
+        >>> pool.closed
+        True
+        >>> pool.submit(print)
+        Traceback (most recent call last):
+          ...
+        RuntimeError: offload: cannot submit to a pool that was shut down
         """
         self._core.shutdown(bool(wait), bool(cancel_pending))
 
@@ -319,12 +360,17 @@ class Pool(_PoolBase):
     or that blocks; pure-Python CPU work does not run in parallel on threads: use
     :class:`InterpreterPool` or :class:`ProcessPool` for that.
 
-    Example::
-
-        async with offload.Pool(workers=8, name="parser") as pool:
-            row = await pool.run(parse, line)            # one call
-            rows = await pool.map(parse, lines)          # ordered list; first error raised
-            fut = pool.submit(parse, line)               # offload.Future, for threads too
+    >>> import json
+    >>> async def main() -> None:
+    ...     async with offload.Pool(workers=8, name="parser") as pool:
+    ...         print(await pool.run(json.loads, '{"id": 1}'))      # one call
+    ...         print(await pool.map(json.loads, ["1", "[2]"]))     # ordered list
+    ...         fut = pool.submit(json.loads, "3")                  # for threads too
+    ...         print(await fut)
+    >>> asyncio.run(main())
+    {'id': 1}
+    [1, [2]]
+    3
 
     Raises:
         TypeError: ``workers`` is not an int, or ``name`` not a str.
@@ -415,7 +461,12 @@ _default_lock = threading.Lock()
 
 def default_pool() -> Pool:
     """The process-wide pool used by :func:`offload.run`, created on first use with one
-    worker per CPU available to the process."""
+    worker per CPU available to the process.
+
+    >>> pool = offload.default_pool()
+    >>> pool is offload.default_pool(), pool.name
+    (True, 'offload')
+    """
     global _default
     pool = _default
     if pool is not None:
@@ -441,15 +492,28 @@ else:
 def cancelled() -> bool:
     """True inside an offloaded call whose cancellation was requested.
 
-    A running call cannot be interrupted; a long one can poll this and stop early::
+    A running call cannot be interrupted; a long one can poll this and stop early. It is
+    false outside offloaded calls.
 
-        def crunch(chunks):
-            for chunk in chunks:
-                if offload.cancelled():
-                    return None
-                work(chunk)
-
-    It is false outside offloaded calls.
+    >>> import threading
+    >>> started, chunk_done = threading.Event(), threading.Event()
+    >>> def crunch(chunks: int) -> str:
+    ...     for i in range(chunks):
+    ...         if offload.cancelled():
+    ...             return f"stopped after {i} chunks"
+    ...         started.set()
+    ...         chunk_done.wait()               # stands for a chunk of work
+    ...     return "finished"
+    >>> with offload.Pool(workers=1) as pool:
+    ...     fut = pool.submit(crunch, 1000)
+    ...     _ = started.wait(10)
+    ...     print(fut.cancel())                 # running: it is asked to stop, not stopped
+    ...     chunk_done.set()
+    ...     print(fut.result())
+    False
+    stopped after 1 chunks
+    >>> offload.cancelled()
+    False
     """
     return bool(_core.cancelled())
 
