@@ -203,8 +203,10 @@ class _PoolBase:
         The list keeps the input order. The iterable is consumed at once. Items are handed to
         the workers in blocks, so a map costs far less per item than as many ``run`` calls.
         If calls raise, the exception of the lowest-indexed failure among the calls that ran
-        is raised and no further items start. Cancelling the awaiting task stops items that
-        have not started.
+        is raised, and no worker takes a further block. Cancelling the awaiting task works the
+        same way: the blocks not yet taken never start, while the items of a block a worker
+        holds still run, with :func:`offload.cancelled` true so a long call can stop early.
+        For calls that must stop at once, use :meth:`imap` or ``run``.
 
         >>> async def main() -> list:
         ...     return await offload.default_pool().map(abs, range(-3, 3))
