@@ -21,7 +21,7 @@ IPY      := $(INTERP_VENV)/bin/python
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES  := $(shell find cpp python -type f \( -name '*.h' -o -name '*.cc' -o -name '*.py' -o -name '*.pyi' \) 2>/dev/null)
 
-.PHONY: all demo docs wheel wheels test-wheel test test-all test-cpp test-python test-interpreters build build-cpp bench lint sanitize \
+.PHONY: all demo docs wheel wheels test-wheel test test-all test-cpp test-python test-interpreters build build-cpp bench bench-cpp lint sanitize \
   sanitize-thread sanitize-address deps clean distclean
 
 all: build
@@ -157,6 +157,20 @@ bench: build
 	echo "$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json"; \
 	$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json
 	$(PY) benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md
+
+## C++ core benchmarks (Google Benchmark, cpp/bench/): offload's pool, futures and channel
+## against a plain std::mutex + std::condition_variable baseline; JSON in build/bench-cpp.json,
+## the tables in build/bench-cpp.md.
+BENCH_CPP_ARGS ?=
+bench-cpp: build
+	@dpkg-query -W -f='$${Status}' libbenchmark-dev 2>/dev/null | grep -q "ok installed" || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libbenchmark-dev)
+	$(VENV)/bin/cmake -S . -B build/bench-cpp -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja \
+	  -DOFFLOAD_BUILD_BENCHMARKS=ON -DOFFLOAD_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release
+	$(VENV)/bin/cmake --build build/bench-cpp -j $(JOBS)
+	build/bench-cpp/core_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+	  --benchmark_out=build/bench-cpp.json --benchmark_out_format=json $(BENCH_CPP_ARGS)
+	$(PY) benchmarks/cpp_report.py build/bench-cpp.json > build/bench-cpp.md
 
 clean:
 	rm -rf build dist
