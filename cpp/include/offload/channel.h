@@ -283,10 +283,12 @@ class SelectEngine {
   // imminent. The two-argument form blocks plainly; the Python binding releases the GIL.
   template <class Block, class AwaitClaim>
   static int wait(Op* ops, int n, absl::Time deadline, Block block, AwaitClaim await_claim) {
-    if (deadline <= absl::Now()) {
-      const int done = start(ops, n, nullptr);
-      return done == Waiter::kWaiting ? Waiter::kAborted : done;
-    }
+    // Most operations can happen at once: try them before paying for a waiter (it owns an
+    // absl::Notification) or reading the clock. Trying changes nothing when nothing happens,
+    // so the second start() below queues the ops exactly as a first one would.
+    const int now = start(ops, n, nullptr);
+    if (now != Waiter::kWaiting) return now;
+    if (deadline != absl::InfiniteFuture() && deadline <= absl::Now()) return Waiter::kAborted;
     ThreadWaiter waiter;
     const int done = start(ops, n, &waiter);
     if (done != Waiter::kWaiting) return done;
