@@ -44,6 +44,9 @@ def arun(loop_kind: str) -> Iterator[Callable[[Callable[[], Awaitable[Any]]], An
         try:
             return loop.run_until_complete(main())
         finally:
+            # As asyncio.run does: async generators left suspended (an imap left by `break`)
+            # are closed on this loop, not finalized later without one.
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     yield run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import threading
 
@@ -119,6 +120,34 @@ def test_breaking_out_of_imap_cancels_the_calls_in_flight(arun, one_worker, gate
 
     assert arun(main) == 0
     assert started == [0, 1]
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_leaving_imap_early_leaves_no_failure_unretrieved(arun, one_worker, ordered) -> None:
+    # Calls that failed after the consumer's last result belong to results it gave up: like
+    # asyncio.gather's children, their exceptions are marked as seen, not logged by asyncio
+    # as "Future exception was never retrieved" when their futures are collected.
+    def first_only(x: int) -> int:
+        if x:
+            raise ValueError(f"item {x}")
+        return x
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        reported = []
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        agen = one_worker.imap(first_only, range(6), ordered=ordered, window=6)
+        first = await agen.__anext__()
+        await one_worker.run(len, "")  # FIFO: the five failures were delivered before this
+        await agen.aclose()  # what `break` does
+        del agen
+        gc.collect()
+        await asyncio.sleep(0)  # a collected future reports from a callback
+        return first, reported
+
+    first, reported = arun(main)
+    assert first == 0
+    assert reported == []
 
 
 def test_imap_validates_its_arguments(pool) -> None:

@@ -427,14 +427,14 @@ async def _imap_ordered(
                 return
             yield await pending.popleft()
     finally:
-        for future in pending:
-            future.cancel()
+        _abandon(pending)
 
 
 async def _imap_unordered(
     run: Callable[..., "asyncio.Future[R]"], fn: Callable[[T], R], items: Iterator[T], window: int
 ) -> AsyncIterator[R]:
     pending: "Set[asyncio.Future[R]]" = set()
+    done: "Set[asyncio.Future[R]]" = set()
     try:
         while True:
             for item in itertools.islice(items, window - len(pending)):
@@ -442,11 +442,20 @@ async def _imap_unordered(
             if not pending:
                 return
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+            while done:
+                yield done.pop().result()
     finally:
-        for future in pending:
-            future.cancel()
+        _abandon(done)
+        _abandon(pending)
+
+
+def _abandon(futures: "Iterable[asyncio.Future[Any]]") -> None:
+    """The results an imap left early will not deliver: calls not started are cancelled, and
+    the exceptions of calls that failed meanwhile are marked as seen, as asyncio.gather does
+    for its children, so asyncio does not log them as never retrieved."""
+    for future in futures:
+        if not future.cancel() and not future.cancelled():
+            future.exception()
 
 
 def _set_result_unless_done(future: "asyncio.Future[Any]", value: Any) -> None:
