@@ -43,8 +43,13 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     :class:`concurrent.futures.Future`; ``map`` (with ``timeout``) and
     ``shutdown(wait, cancel_futures=...)`` behave as documented there; a failing
     ``initializer`` breaks the executor (:class:`~concurrent.futures.thread.BrokenThreadPool`).
-    ``max_workers`` defaults to ``min(32, os.cpu_count() + 4)`` as in the standard library.
-    Unlike ``ThreadPoolExecutor``, all workers start at once.
+    ``max_workers`` defaults to ``min(32, cpus + 4)`` as in the standard library (``cpus``:
+    :func:`os.process_cpu_count` where it exists, else :func:`os.cpu_count`).
+
+    Unlike ``ThreadPoolExecutor``: all workers start at once; ``shutdown(wait=True)`` called
+    on one of its own workers waits for the other workers and returns (the standard library
+    raises ``RuntimeError``, a thread cannot join itself); a failing ``initializer`` is logged
+    on the ``offload`` logger, not on ``concurrent.futures``.
 
     Raises:
         ValueError: ``max_workers`` is less than 1 or more than 65536.
@@ -59,7 +64,9 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
         initargs: Tuple[Any, ...] = (),
     ) -> None:
         if max_workers is None:
-            max_workers = min(32, (os.cpu_count() or 1) + 4)
+            # As ThreadPoolExecutor: from Python 3.13, the CPUs this process may use.
+            cpus: Optional[int] = getattr(os, "process_cpu_count", os.cpu_count)()
+            max_workers = min(32, (cpus or 1) + 4)
         max_workers = check_count(max_workers, "max_workers")
         check_name(thread_name_prefix, "thread_name_prefix")
         try:
@@ -99,6 +106,15 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
         with self._native_lock:
             self._shutdown = True
         self._native.shutdown(bool(wait), bool(cancel_futures))
+
+    # ThreadPoolExecutor's flag, which code written for it polls: here the native pool's.
+    @property
+    def _broken(self) -> bool:
+        return bool(self._native.broken)
+
+    @_broken.setter
+    def _broken(self, value: bool) -> None:
+        pass  # ThreadPoolExecutor.__init__ clears it; only the native pool breaks it
 
     def _before_fork(self) -> None:
         pass
