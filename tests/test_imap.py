@@ -123,12 +123,15 @@ def test_breaking_out_of_imap_cancels_the_calls_in_flight(arun, one_worker, gate
 
 
 @pytest.mark.parametrize("ordered", [True, False])
-def test_leaving_imap_early_leaves_no_failure_unretrieved(arun, one_worker, ordered) -> None:
+def test_leaving_imap_early_leaves_no_failure_unretrieved(
+    arun, one_worker, gate: Gate, ordered
+) -> None:
     # Calls that failed after the consumer's last result belong to results it gave up: like
     # asyncio.gather's children, their exceptions are marked as seen, not logged by asyncio
     # as "Future exception was never retrieved" when their futures are collected.
     def first_only(x: int) -> int:
         if x:
+            gate.wait()  # fail only once the first result was taken
             raise ValueError(f"item {x}")
         return x
 
@@ -138,8 +141,11 @@ def test_leaving_imap_early_leaves_no_failure_unretrieved(arun, one_worker, orde
         loop.set_exception_handler(lambda _, context: reported.append(context))
         agen = one_worker.imap(first_only, range(6), ordered=ordered, window=6)
         first = await agen.__anext__()
+        gate.open()
         await one_worker.run(len, "")  # FIFO: the five failures were delivered before this
-        await agen.aclose()  # what `break` does
+        with pytest.raises(ValueError):  # the first failure ends the iteration; the four
+            await agen.__anext__()  # others came in the same wake-up
+        await agen.aclose()
         del agen
         gc.collect()
         await asyncio.sleep(0)  # a collected future reports from a callback
