@@ -42,7 +42,7 @@ $(PY): | deps
 
 ## The package and its test extras, rebuilt when a source changes.
 $(VENV)/.installed: $(PY) pyproject.toml CMakeLists.txt $(SOURCES)
-	$(PY) -m pip install -q ".[test]"
+	$(PY) -m pip install -q ".[test,dask]"
 	$(PY) -m pip install -q cmake ninja
 	@touch $@
 
@@ -67,7 +67,7 @@ test-python: build
 $(INTERP_VENV)/.installed: pyproject.toml CMakeLists.txt $(SOURCES) | deps
 	$(INTERP_PYTHON) -m venv $(INTERP_VENV)
 	$(IPY) -m pip install -q --upgrade pip
-	$(IPY) -m pip install -q ".[test]"
+	$(IPY) -m pip install -q ".[test,dask]"
 	@touch $@
 
 test-interpreters: build
@@ -148,7 +148,8 @@ sanitize-thread sanitize-address: build
 bench: build
 	$(PY) -m pip install -q ".[bench]"
 	@mkdir -p build
-	$(PY) -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --benchmark-json=build/bench.json
+	$(PY) -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --ignore=benchmarks/test_bench_dask.py \
+	  --benchmark-json=build/bench.json
 	@if ! $(PY) -c '$(AT_LEAST_3124)' && [ -n "$(INTERP_PYTHON)" ]; then \
 	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed; fi
 	@if $(PY) -c '$(AT_LEAST_3124)'; then cpu_py=$(PY); \
@@ -156,7 +157,9 @@ bench: build
 	else echo "bench: SKIPPING InterpreterPool, no python3.12 (>= 3.12.4) or newer on PATH"; cpu_py=$(PY); fi; \
 	echo "$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json"; \
 	$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json
+	$(PY) -m pytest benchmarks/test_bench_dask.py -q --benchmark-json=build/bench-dask.json
 	$(PY) benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md
+	$(PY) benchmarks/report_dask.py build/bench-dask.json >> docs/benchmarks.md
 
 ## C++ core benchmarks (Google Benchmark, cpp/bench/): offload's pool, futures and channel
 ## against a plain std::mutex + std::condition_variable baseline; JSON in build/bench-cpp.json,

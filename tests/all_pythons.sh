@@ -40,7 +40,7 @@ for version in "${wanted[@]}"; do
   stamp=$venv/.installed
   if [ ! -f "$stamp" ] || [ -n "$(find "${sources[@]}" -newer "$stamp" -type f -print -quit)" ]; then
     echo "    installing offload and its test extras into $venv"
-    "$venv/bin/python" -m pip install -q ".[test]" && touch "$stamp" || {
+    "$venv/bin/python" -m pip install -q ".[test,dask]" && touch "$stamp" || {
       failed+=("$version (install)"); continue; }
   fi
   if "$venv/bin/python" -m pytest tests -q; then

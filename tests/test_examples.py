@@ -14,6 +14,7 @@ EXPECTED = {
     "hash_and_compress.py": (["40"], "40 blobs hashed and compressed"),
     "pipeline.py": ([], "received 10000 readings, sum 24997500.0"),
     "default_executor.py": ([], "101 calls ran on ['native'] threads"),
+    "dask_cluster.py": (["40"], "40 blobs hashed and compressed on 2 Dask worker threads"),
 }
 
 

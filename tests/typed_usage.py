@@ -121,3 +121,22 @@ def futures_interop(fut: offload.Future[bytes]) -> None:
     assert_type(fut.done(), bool)
     assert_type(fut.cancel(), bool)
     concurrent.futures.wait([concurrent.futures.Future()])  # the standard library's own
+
+
+async def dask_pools() -> None:
+    # DaskPool: the same types; submit gives a DaskFuture, a concurrent.futures.Future.
+    async with offload.DaskPool(n_workers=1, processes=False) as dask:
+        assert_type(dask, offload.DaskPool)
+        assert_type(await dask.run(parse, "ff", base=16), int)
+        assert_type(await dask.map(parse, ["1"]), List[int])
+        assert_type(dask.imap(parse, ["1"], window=4), AsyncIterator[int])
+        fut = dask.submit(parse, "7")
+        assert_type(fut, offload.DaskFuture[int])
+        assert_type(await fut, int)
+        assert_type(fut.result(timeout=1.0), int)
+        future: concurrent.futures.Future[int] = fut
+        await dask.run(parse, 12)  # type: ignore[arg-type]
+        with dask:  # type: ignore[attr-defined]
+            pass
+    await dask.aclose(cancel_pending=True)
+    assert_type(dask.stats(), offload.PoolStats)

@@ -25,6 +25,8 @@ __all__ = [
     "Channel",
     "ChannelClosed",
     "ChannelStats",
+    "DaskFuture",
+    "DaskPool",
     "Executor",
     "Future",
     "InterpreterPool",
@@ -73,6 +75,7 @@ else:
         select_nowait,
     )
     from ._cpu import InterpreterPool, ProcessPool
+    from ._dask import DaskFuture, DaskPool
     from ._executor import Executor
     from ._pool import Future, Pool, PoolStats, cancelled, default_pool, run
 

@@ -1,0 +1,744 @@
+"""DaskPool: the Pool API on a Dask distributed cluster.
+
+When one machine is not enough, the same ``await pool.run(fn, x)`` runs on a Dask cluster.
+A :class:`DaskPool` drives a ``distributed.Client`` in asynchronous mode on the caller's event
+loop, so awaiting a call never blocks the loop, and maps the Pool surface onto it:
+
+* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future: cancelling
+  that task cancels the Dask future;
+* ``map`` is one ``client.map`` and one ``client.gather``; the failure with the lowest index
+  is raised, and the items still pending are cancelled;
+* ``imap`` is :class:`Pool`'s own windowed iteration, over ``run``;
+* ``submit`` returns a :class:`DaskFuture`: a :class:`concurrent.futures.Future` that is also
+  awaitable, so threads and other loops can use it too.
+
+The client, the loop tasks and the counters belong to the pool's loop: every method but
+``submit``, ``shutdown`` and ``stats`` runs on that loop's thread, and ``submit`` from
+anywhere else hands the call to it (``call_soon_threadsafe``).
+
+``distributed`` is an optional dependency (``pip install offload[dask]``), imported when a
+DaskPool is constructed. Its objects are typed ``Any`` here, so that offload type-checks
+without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import importlib
+import traceback
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Generator,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Set,
+    Type,
+    TypeVar,
+    cast,
+)
+
+from ._checks import check_window
+from ._errors import RemoteTraceback
+from ._pool import PoolStats, _imap_ordered, _imap_unordered
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+INSTALL_HINT = "pip install offload[dask]"
+
+
+def _import_distributed() -> Any:
+    try:
+        return importlib.import_module("distributed")
+    except ImportError as error:
+        raise ImportError(
+            f"offload.DaskPool needs Dask's distributed scheduler, which is not installed: "
+            f"{INSTALL_HINT}"
+        ) from error
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _check_callable(fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+
+
+def _refuse_shut_down() -> None:
+    raise RuntimeError("offload: cannot submit to a pool that was shut down")
+
+
+async def _attach_remote_traceback(error: BaseException, future: Any) -> None:
+    """Gives an exception raised by a Dask task the task's traceback, as text, in
+    ``__cause__`` (as ProcessPool does), when Dask brought one back."""
+    if error.__cause__ is not None or future.status != "error":
+        return
+    remote = await future.traceback()
+    if remote is not None:
+        text = "".join(traceback.format_exception(type(error), error, remote, chain=False))
+        error.__cause__ = RemoteTraceback(text)
+
+
+class DaskFuture(concurrent.futures.Future[T]):
+    """The result of :meth:`DaskPool.submit`: a :class:`concurrent.futures.Future` that is
+    also awaitable, from any event loop.
+
+    ``result(timeout)`` and ``exception(timeout)`` wait from any thread but the pool's loop
+    thread: there the loop drives the Dask client, so waiting could never end, and they raise
+    :class:`RuntimeError` unless the future is done (``await`` it instead). ``cancel()``
+    cancels the Dask future — a task that has not started does not run; a running one runs to
+    its end on its worker and its result is dropped — and returns ``True`` unless the future
+    is done. Cancelling a task that awaits the future cancels it too. ``running()`` is always
+    false: a Dask client is not told when a task starts.
+
+    >>> async def main() -> int:
+    ...     async with offload.DaskPool(n_workers=1, processes=False) as pool:
+    ...         fut = pool.submit(sum, [1, 2, 3])
+    ...         print(await asyncio.to_thread(fut.result, 30))   # from a thread
+    ...         return await fut                                 # or on any loop
+    >>> asyncio.run(main())
+    6
+    6
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop  # the pool's loop
+        self._task: "Optional[asyncio.Future[T]]" = None  # the call, on that loop
+
+    def _attach(self, task: "asyncio.Future[T]") -> None:
+        """Follows the call's loop task (on the pool's loop thread)."""
+        self._task = task
+        if self.cancelled():
+            task.cancel()
+        task.add_done_callback(self._settle)
+
+    def _settle(self, task: "asyncio.Future[T]") -> None:
+        try:
+            if task.cancelled():
+                concurrent.futures.Future.cancel(self)
+                return
+            error = task.exception()
+            if error is not None:
+                self.set_exception(error)
+            else:
+                self.set_result(task.result())
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled by another thread meanwhile
+
+    def _cancel_task(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _refuse_blocking_on_loop(self, what: str) -> None:
+        if not self.done() and _running_loop() is self._loop:
+            raise RuntimeError(
+                f"offload: DaskFuture.{what}() would block the event loop that drives the "
+                "Dask client, so the call could never finish: await the future instead"
+            )
+
+    def result(self, timeout: Optional[float] = None) -> T:
+        """The call's return value; raises its exception. Waits up to ``timeout`` seconds.
+
+        Raises:
+            concurrent.futures.TimeoutError: the call did not finish in time.
+            concurrent.futures.CancelledError: the call was cancelled.
+            RuntimeError: called on the pool's loop thread before the future is done.
+        """
+        self._refuse_blocking_on_loop("result")
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds."""
+        self._refuse_blocking_on_loop("exception")
+        return super().exception(timeout)
+
+    def cancel(self) -> bool:
+        """Cancels the call on the cluster unless it is done; returns whether the future is
+        cancelled."""
+        if not super().cancel():
+            return False
+        if _running_loop() is self._loop:
+            self._cancel_task()
+        else:
+            try:
+                self._loop.call_soon_threadsafe(self._cancel_task)
+            except RuntimeError:  # the pool's loop is closed: so is its client
+                pass
+        return True
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return asyncio.wrap_future(self, loop=asyncio.get_running_loop()).__await__()
+
+
+class DaskPool:
+    """Runs calls on a Dask cluster, with the API of :class:`Pool`: ``run``, ``submit``,
+    ``map``, ``imap``, ``shutdown``, ``stats`` and ``async with``.
+
+    ``client_or_address`` says which cluster:
+
+    * ``None`` (the default): the pool starts a ``distributed.LocalCluster`` on this machine
+      and owns it; ``options`` go to ``LocalCluster`` (``n_workers``, ``threads_per_worker``,
+      ``processes``...);
+    * a scheduler address (``"tcp://scheduler:8786"``) or a cluster object (a
+      ``LocalCluster``, a ``dask_jobqueue`` or Kubernetes cluster...): the pool connects a
+      client of its own to it; ``options`` go to ``distributed.Client``;
+    * a ``distributed.Client`` created with ``asynchronous=True`` on the loop that will use
+      the pool: the pool borrows it and leaves it open at shutdown.
+
+    The pool starts (creates its cluster, connects its client) in ``async with``, in
+    ``await pool.start()``, or on its first ``run``/``map``/``imap``, on the running loop,
+    and belongs to that loop from then on.
+
+    Semantics follow :class:`Pool` where Dask allows:
+
+    * ``map`` keeps the input order; ``imap`` has at most ``window`` calls in flight (default:
+      four per worker thread of the cluster) and reads its input only as results are consumed.
+    * An exception raised by a call comes back with its type and message, its worker-side
+      traceback as text in ``__cause__`` (a :class:`RemoteTraceback`) when Dask brings one.
+      A worker that dies during a call does not fail it at once: Dask runs it again on
+      another worker, and raises ``distributed.KilledWorker`` once the call has been on
+      more dying workers than the scheduler's ``distributed.scheduler.allowed-failures``
+      (3 by default).
+    * Cancelling the awaiting task cancels the Dask future: a task that has not started does
+      not run; a running one cannot be interrupted and runs to its end on its worker, its
+      result dropped.
+
+    Where it differs:
+
+    * Calls are pickled with cloudpickle (lambdas and ``__main__`` functions can be sent);
+      workers must be able to import the modules the function uses. :mod:`contextvars` are
+      not carried over and :func:`offload.cancelled` is false on a worker.
+    * ``pure=False`` (the default) gives every call a key of its own, so repeated calls run
+      again, as with any pool. With ``pure=True``, identical calls (same function and
+      arguments) share one Dask key: they run once while the result is held, and cancelling
+      one of them cancels them all.
+    * A pool belongs to the loop it started on: ``run``, ``map``, ``imap``, ``start`` and
+      ``aclose`` from another loop raise :class:`RuntimeError`. ``submit`` works from any
+      thread or loop once the pool has started.
+    * Only ``async with``: closing a Dask client needs its loop, so ``shutdown(wait=True)``
+      cannot wait on that loop's thread. ``await pool.aclose()`` waits.
+    * ``stats()``: ``workers`` is the number of worker threads in the cluster; ``queued``
+      counts this pool's calls not finished yet, waiting or running (a Dask client is not told
+      when a task starts), and ``busy`` is always 0; a ``map`` counts one call per item.
+
+    An in-process cluster starts in a fraction of a second; ``processes=True`` (Dask's
+    default) gives each worker its own process and GIL:
+
+    >>> async def main() -> None:
+    ...     async with offload.DaskPool(n_workers=1, processes=False) as pool:
+    ...         print(await pool.run(pow, 2, 10))                 # one call
+    ...         print(await pool.map(abs, [-3, -2, -1]))          # ordered list
+    ...         async for n in pool.imap(len, ["a", "bb"], window=2):
+    ...             print(n)
+    >>> asyncio.run(main())
+    1024
+    [3, 2, 1]
+    1
+    2
+
+    Raises:
+        ImportError: ``distributed`` is not installed (``pip install offload[dask]``).
+        TypeError: ``client_or_address`` is none of the above, ``options`` come with a
+            client, or ``pure`` is not a bool.
+    """
+
+    def __init__(self, client_or_address: Any = None, *, pure: bool = False, **options: Any) -> None:
+        distributed = _import_distributed()
+        if not isinstance(pure, bool):
+            raise TypeError(f"offload: pure must be a bool, got {type(pure).__name__}")
+        self._distributed = distributed
+        self._pure = pure
+        self._options: Dict[str, Any] = options
+        self._target: Any = None  # what a client of the pool's own connects to (None: a LocalCluster)
+        self._client: Any = None
+        self._owns_client = True
+        if client_or_address is None:
+            pass
+        elif isinstance(client_or_address, distributed.Client):
+            if options:
+                raise TypeError(
+                    "offload: options are for the LocalCluster or the Client that DaskPool "
+                    f"creates; a client of yours takes none (got {', '.join(sorted(options))})"
+                )
+            self._client = client_or_address
+            self._owns_client = False
+        elif isinstance(client_or_address, str) or hasattr(client_or_address, "scheduler_address"):
+            self._target = client_or_address
+        else:
+            raise TypeError(
+                "offload: DaskPool takes a distributed.Client, a scheduler address (str), a "
+                f"cluster or None, got {type(client_or_address).__name__}"
+            )
+        self._cluster: Any = None  # the LocalCluster the pool started, closed at shutdown
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._starting: "Optional[asyncio.Future[None]]" = None
+        self._ready = False  # the client is connected
+        self._closing = False  # shutdown began: no more calls
+        self._closed = False  # what the pool owns is closed
+        self._closing_task: "Optional[asyncio.Future[None]]" = None
+        self._calls: "Set[asyncio.Future[Any]]" = set()  # loop tasks of the calls in flight
+        self._cancels: "Set[asyncio.Future[Any]]" = set()  # cancel messages on their way
+        self._threads = 0  # worker threads in the cluster, when last looked
+        self._submitted = self._completed = self._failed = self._cancelled = self._in_flight = 0
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _loop_for_call(self) -> asyncio.AbstractEventLoop:
+        """The running loop, which must be the pool's (the first one to use it becomes it)."""
+        loop = asyncio.get_running_loop()
+        bound = self._loop
+        if bound is loop:
+            return loop
+        if bound is None:
+            client = self._client
+            if client is not None and not client.asynchronous:
+                raise RuntimeError(
+                    "offload: DaskPool needs a Client created with asynchronous=True on the "
+                    "event loop that uses the pool; this one is synchronous or runs on "
+                    "another loop. Pass its scheduler address instead"
+                )
+            self._loop = loop
+            return loop
+        if bound.is_closed():
+            raise RuntimeError(
+                "offload: this DaskPool's event loop is closed; a DaskPool (and its Dask "
+                "client) belongs to the loop it started on: create a new one"
+            )
+        raise RuntimeError(
+            "offload: this DaskPool belongs to another event loop (its Dask client runs "
+            "there): create one DaskPool per loop, or from other loops and threads use "
+            "submit() and wait for its DaskFuture"
+        )
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` the pool drives (``None`` before it starts): for what
+        the pool does not do (``scatter``, dashboards, ``run_on_scheduler``...)."""
+        return self._client
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` or :meth:`aclose` was called."""
+        return self._closing
+
+    async def start(self) -> "DaskPool":
+        """Creates the cluster and connects the client, on the running loop; returns the pool.
+        Calling it again, or after ``run`` started the pool, is harmless.
+
+        Raises:
+            RuntimeError: no running event loop, the pool belongs to another loop or was
+                shut down, or a borrowed client is synchronous.
+            OSError: the scheduler cannot be reached (Dask's connect timeout).
+        """
+        self._loop_for_call()
+        if self._closing:
+            _refuse_shut_down()
+        await self._ensure_started()
+        return self
+
+    async def _ensure_started(self) -> None:
+        if self._ready:
+            return
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._connect())
+        # Shielded: a caller that gives up does not stop a start other callers wait for.
+        await asyncio.shield(self._starting)
+
+    async def _connect(self) -> None:
+        distributed = self._distributed
+        created_cluster = False
+        try:
+            client = self._client
+            if client is None:
+                target, options = self._target, dict(self._options)
+                if target is not None and not isinstance(target, str):
+                    cluster_loop = getattr(getattr(target, "loop", None), "asyncio_loop", None)
+                    if cluster_loop is not asyncio.get_running_loop():
+                        # A client made from a cluster object runs on the cluster's loop (a
+                        # synchronous cluster has a thread of its own): connect by address.
+                        options.setdefault("security", getattr(target, "security", None))
+                        target = target.scheduler_address
+                if target is None:
+                    self._cluster = await distributed.LocalCluster(asynchronous=True, **options)
+                    created_cluster = True
+                    target, options = self._cluster, {}
+                # Not the process-wide default client: a pool should not change what other
+                # Dask code in the process uses.
+                options.setdefault("set_as_default", False)
+                client = await distributed.Client(target, asynchronous=True, **options)
+                self._client = client
+            elif client.status == "newly-created":
+                await client
+            elif client.status != "running":
+                raise RuntimeError(f"offload: the Dask client given to DaskPool is {client.status}")
+            self._ready = True
+            self._refresh_threads()
+        except BaseException:
+            self._starting = None  # the next call tries again
+            if created_cluster and self._client is None:
+                cluster, self._cluster = self._cluster, None
+                await cluster.close()
+            raise
+
+    def _refresh_threads(self) -> int:
+        """The worker threads in the cluster, from the client's cached scheduler info (updated
+        every few seconds by the client); on the pool's loop only."""
+        info = self._client.scheduler_info()
+        total = info.get("total_threads")
+        if total is None:  # older distributed: per worker only
+            total = sum(w.get("nthreads", 0) for w in info.get("workers", {}).values())
+        self._threads = int(total)
+        return self._threads
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def _track(self, task: "asyncio.Future[R]") -> "asyncio.Future[R]":
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+        return task
+
+    def _submit(self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> Any:
+        # The keyword arguments are bound first: client.submit reads its own (key, workers,
+        # priority...) from the keywords it gets.
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        future = self._client.submit(call, *args, pure=self._pure)
+        self._submitted += 1
+        self._in_flight += 1
+        return future
+
+    def _cancel_on_dask(self, futures: List[Any]) -> None:
+        """Cancels the Dask futures not done yet (the message leaves from a loop task)."""
+        pending = [f for f in futures if not f.done()]
+        if pending and self._client.status == "running":
+            task = asyncio.get_running_loop().create_task(
+                self._client.cancel(pending, asynchronous=True)
+            )
+            self._cancels.add(task)
+            task.add_done_callback(self._cancels.discard)
+
+    def _count(self, futures: List[Any]) -> None:
+        """Counts each call by how it ended; those not finished were cancelled."""
+        for future in futures:
+            status = future.status
+            if status == "finished":
+                self._completed += 1
+            elif status == "error":
+                self._failed += 1
+            else:
+                self._cancelled += 1
+        self._in_flight -= len(futures)
+
+    async def _result(self, future: Any) -> Any:
+        try:
+            return await future
+        except asyncio.CancelledError:  # the awaiting task, or the Dask future, was cancelled
+            self._cancel_on_dask([future])
+            raise
+        except BaseException as error:
+            await _attach_remote_traceback(error, future)
+            raise
+        finally:
+            self._count([future])
+
+    async def _start_then_run(self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> Any:
+        await self._ensure_started()
+        return await self._result(self._submit(fn, args, kwargs))
+
+    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+        """Runs ``fn(*args, **kwargs)`` on the cluster; await the result in the running loop.
+
+        The call is submitted at once (once the pool has started); the return value is a task
+        of the running loop. Its exception is raised with its type, message and remote
+        traceback; cancelling the task cancels the Dask future.
+
+        Raises:
+            RuntimeError: no running event loop, the pool belongs to another loop, or it was
+                shut down.
+            TypeError: ``fn`` is not callable.
+        """
+        loop = self._loop_for_call()
+        if self._closing:
+            _refuse_shut_down()
+        _check_callable(fn)
+        if self._ready:
+            call = self._result(self._submit(fn, args, kwargs))
+        else:
+            call = self._start_then_run(fn, args, kwargs)
+        return self._track(loop.create_task(call))
+
+    def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> DaskFuture[R]:
+        """Schedules ``fn(*args, **kwargs)`` on the cluster and returns its :class:`DaskFuture`.
+
+        On the pool's loop it is :meth:`run` behind a thread-safe future. From another thread
+        or loop the call is handed to the pool's loop, which must be running and must have
+        started the pool.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+            RuntimeError: the pool was shut down, or (from another thread) has not started
+                or its loop is closed.
+        """
+        _check_callable(fn)
+        if self._closing:
+            _refuse_shut_down()
+        loop = self._loop
+        running = _running_loop()
+        if running is not None and (loop is None or loop is running):
+            future: DaskFuture[R] = DaskFuture(self._loop_for_call())
+            future._attach(self.run(fn, *args, **kwargs))
+            return future
+        if loop is None:
+            raise RuntimeError(
+                "offload: this DaskPool has not started: start it on its event loop (async "
+                "with, await pool.start() or a first run) before submitting from elsewhere"
+            )
+        future = DaskFuture(loop)
+        try:
+            loop.call_soon_threadsafe(self._submit_on_loop, future, fn, args, kwargs)
+        except RuntimeError:
+            raise RuntimeError(
+                "offload: this DaskPool's event loop is closed; a DaskPool belongs to the "
+                "loop it started on: create a new one"
+            ) from None
+        return future
+
+    def _submit_on_loop(self, future: DaskFuture[Any], fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> None:
+        if future.cancelled():
+            return
+        try:
+            task = self.run(fn, *args, **kwargs)
+        except BaseException as error:  # shut down meanwhile
+            try:
+                future.set_exception(error)
+            except concurrent.futures.InvalidStateError:
+                pass
+            return
+        future._attach(task)
+
+    def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "asyncio.Future[List[R]]":
+        """Runs ``fn(item)`` for every item on the cluster; await the list of results.
+
+        The list keeps the input order. The iterable is consumed at once, and every item is
+        one Dask task (``client.map``). If calls raise, the exception of the lowest-indexed
+        call that had failed when the first failure arrived is raised, and the calls still
+        pending are cancelled. Cancelling the awaiting task cancels every call.
+
+        Raises:
+            RuntimeError: no running event loop, the pool belongs to another loop, or it was
+                shut down.
+            TypeError: ``fn`` is not callable, or ``iterable`` is not iterable.
+        """
+        loop = self._loop_for_call()
+        if self._closing:
+            _refuse_shut_down()
+        _check_callable(fn)
+        items = list(iterable)
+        return self._track(loop.create_task(self._map(fn, items)))
+
+    async def _map(self, fn: Callable[[T], R], items: List[T]) -> List[R]:
+        if not items:
+            return []
+        await self._ensure_started()
+        futures = self._client.map(fn, items, pure=self._pure)
+        self._submitted += len(futures)
+        self._in_flight += len(futures)
+        try:
+            results = await self._client.gather(futures, asynchronous=True)
+        except asyncio.CancelledError:
+            self._cancel_on_dask(futures)
+            self._count(futures)
+            raise
+        except BaseException:
+            # gather raises the error of any failed future: raise the lowest-indexed one.
+            first = next((f for f in futures if f.status == "error"), None)
+            self._cancel_on_dask(futures)
+            self._count(futures)
+            if first is None:
+                raise
+            error = await first.exception()
+            error = error.with_traceback(await first.traceback())
+        else:
+            self._completed += len(futures)
+            self._in_flight -= len(futures)
+            return list(results)
+        await _attach_remote_traceback(error, first)
+        raise error
+
+    def imap(
+        self,
+        fn: Callable[[T], R],
+        iterable: Iterable[T],
+        /,
+        *,
+        ordered: bool = True,
+        window: Optional[int] = None,
+    ) -> AsyncIterator[R]:
+        """Runs ``fn(item)`` for each item and yields the results as an async iterator, with at
+        most ``window`` calls on the cluster at once (default: four per worker thread).
+
+        As :meth:`Pool.imap`: the iterable is read only as results are consumed; ``ordered``
+        results come in input order, else as they complete; the first exception ends the
+        iteration; leaving the loop early cancels the calls in flight.
+
+        Raises:
+            TypeError: ``fn`` is not callable, ``window`` is not an int.
+            ValueError: ``window`` is less than 1.
+        """
+        _check_callable(fn)
+        limit = None if window is None else check_window(window)
+        return self._imap(fn, iter(iterable), ordered, limit)
+
+    async def _imap(self, fn: Callable[[T], R], items: Iterator[T], ordered: bool, window: Optional[int]) -> AsyncIterator[R]:
+        self._loop_for_call()
+        if self._closing:
+            _refuse_shut_down()
+        await self._ensure_started()
+        limit = window if window is not None else 4 * max(1, self._refresh_threads())
+        stream = (_imap_ordered if ordered else _imap_unordered)(self.run, fn, items, limit)
+        inner = cast("AsyncGenerator[R, None]", stream)
+        try:
+            async for result in inner:
+                yield result
+        finally:
+            await inner.aclose()
+
+    # -- state and shutdown ------------------------------------------------------------------
+
+    def stats(self) -> PoolStats:
+        """The pool's counters, as :class:`PoolStats`: ``workers`` is the number of worker
+        threads in the cluster (as the client last heard, every few seconds), ``queued`` this
+        pool's calls not finished yet (waiting or running), ``busy`` always 0; ``submitted``,
+        ``completed``, ``failed`` and ``cancelled`` count calls (one per ``map`` item).
+        """
+        if self._ready and not self._closed and _running_loop() is self._loop:
+            self._refresh_threads()  # after shutdown: the last count seen
+        return PoolStats(
+            workers=self._threads,
+            submitted=self._submitted,
+            completed=self._completed,
+            failed=self._failed,
+            cancelled=self._cancelled,
+            queued=self._in_flight,
+            busy=0,
+        )
+
+    async def aclose(self, *, cancel_pending: bool = False) -> None:
+        """Shuts the pool down and waits: no more calls; the calls in flight finish (or, with
+        ``cancel_pending``, are cancelled); then the client and the cluster the pool created
+        are closed. A client it was given stays open. Calling it again is harmless.
+        """
+        if self._closed or self._loop is None:  # never started: nothing of its own is open
+            self._closing = self._closed = True
+            return
+        self._loop_for_call()
+        self._begin_close(cancel_pending)
+        assert self._closing_task is not None
+        await asyncio.shield(self._closing_task)
+
+    def _begin_close(self, cancel_pending: bool) -> None:
+        """On the pool's loop: stops intake and starts closing (once)."""
+        self._closing = True
+        if cancel_pending:
+            for task in list(self._calls):
+                task.cancel()
+        if self._closing_task is None:
+            self._closing_task = asyncio.get_running_loop().create_task(self._close())
+
+    async def _close(self) -> None:
+        try:
+            if self._starting is not None:  # let a start finish, to close what it opened
+                await asyncio.wait([self._starting])
+            while self._calls:
+                await asyncio.wait(list(self._calls))
+            if self._cancels:  # cancel messages leave before the client closes
+                await asyncio.wait(list(self._cancels))
+            if self._client is not None and self._owns_client:
+                await self._client.close()
+        finally:
+            try:
+                if self._cluster is not None:
+                    await self._cluster.close()
+            finally:
+                self._closed = True
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """Stops accepting calls and closes the client and the cluster the pool created, once
+        the calls in flight are done (with ``cancel_pending``, they are cancelled first).
+
+        From another thread than the pool's loop, ``wait=True`` returns once all is closed.
+        On the loop's own thread it cannot wait — the loop drives the client — and raises
+        :class:`RuntimeError`: ``await pool.aclose()`` there, or ``shutdown(wait=False)``,
+        which closes in a loop task. Calling it again is harmless.
+
+        Raises:
+            RuntimeError: ``wait=True`` on the pool's loop thread, or the pool's loop is not
+                running (nothing can close its client).
+        """
+        loop = self._loop
+        if self._closed or loop is None or loop.is_closed():
+            self._closing = self._closed = True
+            return
+        if _running_loop() is loop:
+            if wait:
+                raise RuntimeError(
+                    "offload: DaskPool.shutdown(wait=True) cannot wait on its own event loop's "
+                    "thread (the loop drives the Dask client): use `await pool.aclose()`, "
+                    "`async with`, or shutdown(wait=False)"
+                )
+            self._begin_close(cancel_pending)
+            return
+        if not loop.is_running():
+            raise RuntimeError(
+                "offload: this DaskPool's event loop is not running, so its Dask client "
+                "cannot be closed: call `await pool.aclose()` on that loop"
+            )
+        self._closing = True
+        closing = asyncio.run_coroutine_threadsafe(self.aclose(cancel_pending=cancel_pending), loop)
+        if wait:
+            closing.result()
+
+    async def __aenter__(self) -> "DaskPool":
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: "Optional[TracebackType]",
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "shut down"
+        elif self._closing:
+            state = "shutting down"
+        elif self._ready:
+            state = "running"
+        else:
+            state = "not started"
+        address = getattr(getattr(self._client, "scheduler", None), "address", None)
+        where = f" scheduler={address!r}" if address else ""
+        return f"<offload.DaskPool{where} {state} in_flight={self._in_flight}>"
