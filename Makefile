@@ -141,11 +141,13 @@ sanitize-thread sanitize-address: build
 	@if $(PY) -c '$(AT_LEAST_3124)'; then pythons=$(abspath $(PY)); else pythons="$(SANITIZE_PYTHONS)"; fi; \
 	VENV_BIN=$(abspath $(VENV))/bin JOBS=$(JOBS) tests/sanitize/run.sh $(@:sanitize-%=%) $$pythons
 
-## Benchmarks (pytest-benchmark); results in build/bench.json, build/bench-cpu.json and
-## docs/benchmarks.md. The CPU-work benchmarks (InterpreterPool: Python >= 3.12.4) run under
-## $(PY) when it is new enough, else under $(INTERP_VENV); with neither, under $(PY) with the
-## InterpreterPool cases skipped (the reason is printed).
-bench: build
+## Benchmarks: every scenario against its alternatives in the same run, rendered with PNG plots
+## into docs/benchmarks.md (benchmarks/report.py). pytest-benchmark JSONs: build/bench.json
+## (calls, bulk, latency, channels), build/bench-cpu.json (CPU pools: under $(PY) when it is
+## Python >= 3.12.4, else under $(INTERP_VENV); with neither, InterpreterPool is skipped with
+## the reason printed), build/bench-dask.json (DaskPool); memory per pending task and per
+## buffered item; the C++ core (bench-cpp). About 15 minutes.
+bench: build bench-cpp
 	$(PY) -m pip install -q ".[bench]"
 	@mkdir -p build
 	$(PY) -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --ignore=benchmarks/test_bench_dask.py \
@@ -158,8 +160,12 @@ bench: build
 	echo "$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json"; \
 	$$cpu_py -m pytest benchmarks/test_bench_cpu.py -q -rs --benchmark-json=build/bench-cpu.json
 	$(PY) -m pytest benchmarks/test_bench_dask.py -q --benchmark-json=build/bench-dask.json
-	$(PY) benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md
-	$(PY) benchmarks/report_dask.py build/bench-dask.json >> docs/benchmarks.md
+	$(PY) benchmarks/memory_per_task.py --tasks 200000 --json build/memory-task.json
+	$(PY) benchmarks/memory_per_item.py --items 1000000 --json build/memory-item.json
+	$(PY) benchmarks/report.py build/bench.json --cpu build/bench-cpu.json --dask build/bench-dask.json \
+	  --cpp build/bench-cpp.json --memory-task build/memory-task.json --memory-item build/memory-item.json \
+	  --plots docs/plots > docs/benchmarks.md
+	@echo "bench: docs/benchmarks.md and docs/plots/*.png"
 
 ## C++ core benchmarks (Google Benchmark, cpp/bench/): offload's pool, futures and channel
 ## against a plain std::mutex + std::condition_variable baseline; JSON in build/bench-cpp.json,

@@ -24,8 +24,13 @@ def make_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
-def loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
-    lp = make_loop(request.param)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def loop(loop_kind: str) -> Iterator[asyncio.AbstractEventLoop]:
+    lp = make_loop(loop_kind)
     yield lp
     lp.run_until_complete(lp.shutdown_default_executor())
     lp.close()

@@ -99,10 +99,12 @@ class Blocked:
 
 
 class Meter:
-    """Memory and time around the queueing and the drain of N calls."""
+    """Memory and time around the queueing and the drain of N calls (or, with unit="item", of
+    N items buffered in a queue: memory_per_item.py)."""
 
-    def __init__(self, traced: bool) -> None:
+    def __init__(self, traced: bool, unit: str = "task") -> None:
         self.traced = traced
+        self.unit = unit
         self.out: Dict[str, float] = {}
 
     def before(self) -> None:
@@ -113,9 +115,9 @@ class Meter:
 
     def pending(self, n: int) -> None:
         self.out["submit_s"] = time.perf_counter() - self.t0
-        self.out["rss_per_task"] = (rss() - self.rss0) / n
+        self.out[f"rss_per_{self.unit}"] = (rss() - self.rss0) / n
         if self.traced:
-            self.out["traced_per_task"] = (tracemalloc.get_traced_memory()[0] - self.traced0) / n
+            self.out[f"traced_per_{self.unit}"] = (tracemalloc.get_traced_memory()[0] - self.traced0) / n
 
     def released(self) -> None:
         self.t1 = time.perf_counter()
@@ -348,7 +350,8 @@ def main() -> None:
     print(table(args.tasks, rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"tasks": args.tasks, "python": platform.python_version(), "cases": rows}, f, indent=2)
+            json.dump({"tasks": args.tasks, "python": platform.python_version(), "cases": rows,
+                       "labels": {case: LABELS[case] for case in rows}}, f, indent=2)
 
 
 if __name__ == "__main__":

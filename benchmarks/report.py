@@ -14,6 +14,7 @@ exist is left out with a note; the first one given sets the machine and date of 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -25,27 +26,84 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 from offload.demo import fmt as fmt_time
 
 COMMAND = (
-    "make bench   # runs:\n"
-    "python -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --benchmark-json=build/bench.json\n"
+    "make bench   # runs, after the C++ benchmarks (make bench-cpp):\n"
+    "python -m pytest benchmarks -q --ignore=benchmarks/test_bench_cpu.py --ignore=benchmarks/test_bench_dask.py \\\n"
+    "  --benchmark-json=build/bench.json\n"
     "python -m pytest benchmarks/test_bench_cpu.py -q --benchmark-json=build/bench-cpu.json   # Python >= 3.12.4\n"
-    "python benchmarks/report.py build/bench.json build/bench-cpu.json > docs/benchmarks.md"
+    "python -m pytest benchmarks/test_bench_dask.py -q --benchmark-json=build/bench-dask.json\n"
+    "python benchmarks/memory_per_task.py --tasks 200000 --json build/memory-task.json\n"
+    "python benchmarks/memory_per_item.py --items 1000000 --json build/memory-item.json\n"
+    "python benchmarks/report.py build/bench.json --cpu build/bench-cpu.json --dask build/bench-dask.json \\\n"
+    "  --cpp build/bench-cpp.json --memory-task build/memory-task.json --memory-item build/memory-item.json \\\n"
+    "  --plots docs/plots > docs/benchmarks.md"
 )
 
-# Per group: the baseline entry ("to_thread" on the same loop where the entry has a loop).
-BASELINE = "to_thread"
+# -- calls (test_bench_calls.py) -----------------------------------------------------------------
+# Each entry's extra_info says what it is; these name the candidates and scenarios.
+CALL_CANDIDATES = {
+    "offload": "`offload.run`",
+    "to_thread": "`asyncio.to_thread`",
+    "executor": "`run_in_executor(ThreadPoolExecutor())`",
+    "anyio": "`anyio.to_thread.run_sync`",
+}
+BULK_CANDIDATES = {
+    "pool_map": "`await pool.map(fn, items)`",
+    "pool_imap": "`async for r in pool.imap(fn, items)`",
+    "to_thread_gather": "gather of `asyncio.to_thread`",
+    "executor_map": "`ThreadPoolExecutor.map`, run in the loop's executor",
+}
+WORKS = {"trivial": "a trivial function", "50us": "~50 us of GIL-releasing work (sha256)"}
+BURSTS = (1, 100, 10_000)
+LOOPS = ("asyncio", "uvloop")
 
 
-def parse(name: str) -> Tuple[str, str]:
-    """test_gather_10000_offload_run[uvloop] -> ("offload_run", "uvloop")."""
-    m = re.match(r"test_(?:gather_10000|map_10000|round_trip|burst_100|gather_1000_50us)_(.+?)(?:\[(\w+)\])?$", name)
-    if not m:
-        return name, "asyncio"
-    return m.group(1), m.group(2) or "asyncio"
+class Calls(NamedTuple):
+    per_call: Dict[Tuple[str, str, int], Dict[str, float]]  # (work, loop, burst) -> candidate -> s
+    bulk: Dict[str, Dict[str, float]]                        # work -> candidate -> s per item
+    bulk_n: Dict[str, int]
+    latency: Dict[str, Dict[str, dict]]                      # loop -> candidate -> extra_info
+    paired: Dict[Tuple[str, str], float]                     # (scenario, loop) -> base / offload
+
+
+def calls_data(benchmarks: List[dict]) -> Calls:
+    per_call: Dict[Tuple[str, str, int], Dict[str, float]] = defaultdict(dict)
+    bulk: Dict[str, Dict[str, float]] = defaultdict(dict)
+    bulk_n: Dict[str, int] = {}
+    latency: Dict[str, Dict[str, dict]] = defaultdict(dict)
+    paired: Dict[Tuple[str, str], float] = {}
+    for b in benchmarks:
+        e = b.get("extra_info", {})
+        name = b["name"]
+        if name.startswith("test_calls["):
+            per_call[(e["work"], e["loop"], e["burst"])][e["candidate"]] = b["stats"]["median"] / e["calls"]
+        elif name.startswith("test_bulk["):
+            bulk[e["work"]][e["candidate"]] = b["stats"]["median"] / e["calls"]
+            bulk_n[e["work"]] = e["calls"]
+        elif name.startswith("test_latency["):
+            latency[e["loop"]][e["candidate"]] = e
+        elif b["group"] == "paired":
+            m = re.match(r"test_paired_(\w+?)_vs_\w+\[(\w+)\]", name)
+            if m:
+                paired[(m.group(1), m.group(2))] = e["baseline_median"] / b["stats"]["median"]
+    return Calls(dict(per_call), dict(bulk), bulk_n, dict(latency), paired)
+
+
+def best_other(values: Dict[str, float], subject: str) -> Tuple[Optional[str], float]:
+    """The fastest candidate other than `subject`: (name, value), or (None, nan)."""
+    others = [(v, k) for k, v in values.items() if k != subject]
+    if not others:
+        return None, float("nan")
+    value, name = min(others)
+    return name, value
 
 
 # Channels: test_chan_<scenario>[<candidate>-<capacity>], grouped as chan-<scenario>-<capacity>.
 CHANNEL_NAME = re.compile(r"test_chan_(\w+?)\[(\w+)-(cap\d+|unbounded)\]$")
-CHANNEL_CAPACITIES = {"cap1": "capacity 1", "cap256": "capacity 256", "unbounded": "unbounded"}
+CHANNEL_CAPACITIES = {"cap0": "capacity 0", "cap1": "capacity 1", "cap256": "capacity 256",
+                      "unbounded": "unbounded"}
+# Capacity 0 is a rendezvous, which none of the scenarios' baselines has: offload's is compared
+# with them at capacity 1, the closest semantics, and there is no goal.
+CHANNEL_STAND_IN = {"cap0": "cap1"}
 # scenario: (title, baseline candidates (the fastest of them is the baseline), goal or None)
 CHANNEL_SCENARIOS: Dict[str, Tuple[str, Tuple[str, ...], Optional[float]]] = {
     "t2c": ("thread producer -> coroutine consumer", ("janus", "culsans", "aiologic"), 3.0),
@@ -62,6 +120,7 @@ CHANNEL_CANDIDATES = {
     "culsans": "culsans",
     "aiologic": "aiologic",
     "asyncio_threadsafe": "`call_soon_threadsafe(asyncio.Queue.put_nowait)` (unbounded only)",
+    "anyio": "anyio `create_memory_object_stream(0)` (capacity 0 only)",
 }
 
 
@@ -146,6 +205,8 @@ def channel_goals(data: ChannelData) -> List[ChannelGoal]:
         if goal is None:
             continue
         for capacity in CHANNEL_CAPACITIES:
+            if capacity in CHANNEL_STAND_IN:
+                continue  # no goal: see channel_rendezvous
             group = data.get((scenario, capacity), {})
             paired = data.get(("paired-" + scenario, capacity), {})
             if not group and not paired:
@@ -192,6 +253,7 @@ def channel_section(data: ChannelData, items: Dict[Tuple[str, str], int]) -> Lis
           f"| {g.base_name} {fmt_item(g.base)} | {g.ratio:.2f}x{source} | {met} "
           f"| {g.unpaired_ratio:.2f}x |")
     w("")
+    out.extend(channel_rendezvous(data))
 
     for scenario, (title, _, goal) in CHANNEL_SCENARIOS.items():
         caps = [c for c in CHANNEL_CAPACITIES if (scenario, c) in data and (scenario, c) in items]
@@ -200,8 +262,12 @@ def channel_section(data: ChannelData, items: Dict[Tuple[str, str], int]) -> Lis
         w(f"### {scenario}: {title}\n")
         goal_text = f"; goal: offload >= {goal:g}x" if goal is not None else " (no goal)"
         ns = ", ".join(f"{items[(scenario, c)]:,} items ({CHANNEL_CAPACITIES[c]})" for c in caps)
-        w(f"Speed-up vs {baseline_label(scenario)}{goal_text}. Per round: {ns}.\n")
-        w("| candidate | " + " | ".join(CHANNEL_CAPACITIES[c] for c in caps) + " |")
+        w(f"Speed-up vs {baseline_label(scenario)}{goal_text}. Per round: {ns}.")
+        if "cap0" in caps:
+            w("Capacity 0 (a rendezvous, which the baselines lack): speed-up vs the baseline at")
+            w("capacity 1, from that column; *no rendezvous* marks the candidates without one.")
+        w("")
+        w("| candidate | " + " | ".join(channel_column(c) for c in caps) + " |")
         w("|---|" + "---|" * len(caps))
         candidates: List[str] = []
         for c in caps:
@@ -214,14 +280,68 @@ def channel_section(data: ChannelData, items: Dict[Tuple[str, str], int]) -> Lis
             cells = []
             for c in caps:
                 per_item = data[(scenario, c)]
+                stand_in = data.get((scenario, CHANNEL_STAND_IN.get(c, c)), {})
                 if name not in per_item:
-                    cells.append("-")
+                    no_rendezvous = c in CHANNEL_STAND_IN and name in stand_in
+                    cells.append("*no rendezvous*" if no_rendezvous else "-")
                     continue
-                base_name, base = channel_baseline(per_item, scenario)
-                mark = " (baseline)" if name == base_name else ""
-                cells.append(f"{fmt_item(per_item[name])}, {base / per_item[name]:.2f}x{mark}")
+                base_name, base = channel_baseline(stand_in, scenario)
+                mark = " (baseline)" if name == base_name and stand_in is per_item else ""
+                ratio = f", {base / per_item[name]:.2f}x{mark}" if base_name else ""
+                cells.append(f"{fmt_item(per_item[name])}{ratio}")
             w(f"| {CHANNEL_CANDIDATES.get(name, name)} | " + " | ".join(cells) + " |")
         w("")
+    return out
+
+
+def channel_column(capacity: str) -> str:
+    """A scenario table's column header."""
+    if capacity in CHANNEL_STAND_IN:
+        return (f"{CHANNEL_CAPACITIES[capacity]} (rendezvous; vs the baseline at "
+                f"{CHANNEL_CAPACITIES[CHANNEL_STAND_IN[capacity]]})")
+    return CHANNEL_CAPACITIES[capacity]
+
+
+def channel_rendezvous(data: ChannelData) -> List[str]:
+    """Capacity 0: offload's rendezvous against each scenario's baselines at capacity 1 (none of
+    them has a rendezvous) and against the alternatives that have one, from the paired runs."""
+    scenarios = [s for s in CHANNEL_SCENARIOS
+                 if ("paired-" + s, "cap0") in data or (s, "cap0") in data]
+    if not scenarios:
+        return []
+    out: List[str] = []
+    w = out.append
+    w("### Rendezvous (capacity 0)\n")
+    w("A send on `offload.Channel(0)` completes only when a receiver takes the item. None of the")
+    w("baselines has such a rendezvous: janus, culsans, `asyncio.Queue` and `queue.Queue` read")
+    w("`maxsize=0` as unbounded, and `aiologic.Queue` refuses it. So offload's rendezvous is")
+    w("compared with them at capacity 1, the closest semantics but a weaker one (one item may wait")
+    w("in the queue, and the sender goes on before it is taken). The one alternative with a real")
+    w("rendezvous, anyio's `create_memory_object_stream(0)` (coroutines only), runs at capacity 0")
+    w("in c2c. Paired runs as for the goals (`test_chan_paired[<scenario>-cap0]`: each baseline")
+    w("and rendezvous alternative runs one round before each timed offload round); *unpaired* is")
+    w("the same ratio from the scenario's tables below. No goal.\n")
+    w("| scenario | offload, capacity 0 | best baseline at capacity 1 | speed-up (paired) "
+      "| unpaired | alternative with a rendezvous | speed-up vs it (paired) |")
+    w("|---|---|---|---|---|---|---|")
+    def cell(value: float, text: str) -> str:
+        return "-" if value != value else text  # NaN: not measured in this run
+
+    for scenario in scenarios:
+        paired = data.get(("paired-" + scenario, "cap0"), {})
+        group = data.get((scenario, "cap0"), {})
+        offload = paired.get("offload", float("nan"))
+        base_name, base = channel_baseline(paired, scenario)
+        _, group_base = channel_baseline(data.get((scenario, "cap1"), {}), scenario)
+        unpaired = group_base / group.get("offload", float("nan"))
+        ratio = base / offload
+        others = [n for n in paired if n != "offload" and n not in CHANNEL_SCENARIOS[scenario][1]]
+        alternative = ", ".join(f"{n} {fmt_item(paired[n])}" for n in others) or "none"
+        versus = ", ".join(f"{paired[n] / offload:.2f}x" for n in others) or "-"
+        w(f"| {scenario}: {CHANNEL_SCENARIOS[scenario][0]} | {cell(offload, fmt_item(offload))} "
+          f"| {cell(base, f'{base_name} {fmt_item(base)}')} | {cell(ratio, f'{ratio:.2f}x')} "
+          f"| {cell(unpaired, f'{unpaired:.2f}x')} | {alternative} | {versus} |")
+    w("")
     return out
 
 
@@ -474,30 +594,49 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def main(paths: List[str]) -> int:
-    """paths: the main JSON (calls, channels; sets the header), then any others (the CPU run)."""
-    with open(paths[0]) as f:
-        data = json.load(f)
-    cpu = cpu_data(data, paths[0])
-    missing = []
-    for path in paths[1:]:
-        if not os.path.exists(path):
-            missing.append(path)
-            continue
-        with open(path) as f:
-            more = json.load(f)
-        cpu = cpu_data(more, path) or cpu
-        data["benchmarks"] = data["benchmarks"] + [b for b in more["benchmarks"] if not is_cpu(b["name"])]
-    groups: Dict[str, Dict[Tuple[str, str], float]] = defaultdict(dict)
-    for b in data["benchmarks"]:
-        if is_channel(b["name"]) or is_cpu(b["name"]):
-            continue  # the channels and CPU sections read these themselves
-        entry, loop = parse(b["name"])
-        groups[b["group"]][(entry, loop)] = b["stats"]["median"]
+def load(path: Optional[str], missing: List[str]) -> Optional[dict]:
+    """A JSON file's content; a path that does not exist is noted in `missing`."""
+    if path is None:
+        return None
+    if not os.path.exists(path):
+        missing.append(path)
+        return None
+    with open(path) as f:
+        data: dict = json.load(f)
+    return data
 
-    def ratio(group: str, num: Tuple[str, str], den: Tuple[str, str]) -> float:
-        g = groups.get(group, {})
-        return g[num] / g[den] if num in g and den in g else float("nan")
+
+def main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(description="Render the benchmark JSONs as docs/benchmarks.md.")
+    parser.add_argument("main", nargs="?", default="build/bench.json",
+                        help="pytest-benchmark JSON of the calls and channels (sets the header)")
+    parser.add_argument("--cpu", help="pytest-benchmark JSON of test_bench_cpu.py")
+    parser.add_argument("--dask", help="pytest-benchmark JSON of test_bench_dask.py")
+    parser.add_argument("--cpp", help="Google Benchmark JSON of cpp/bench/core_bench")
+    parser.add_argument("--memory-task", help="JSON of benchmarks/memory_per_task.py")
+    parser.add_argument("--memory-item", help="JSON of benchmarks/memory_per_item.py")
+    parser.add_argument("--plots", help="directory for the PNG plots (relative links assume docs/plots)")
+    args = parser.parse_args(argv)
+
+    missing: List[str] = []
+    data = load(args.main, missing)
+    if data is None:
+        parser.error(f"{args.main} does not exist")
+    assert data is not None
+    cpu = cpu_data(data, args.main)
+    more = load(args.cpu, missing)
+    if more is not None:
+        cpu = cpu_data(more, args.cpu) or cpu
+        data["benchmarks"] = data["benchmarks"] + [b for b in more["benchmarks"] if not is_cpu(b["name"])]
+    calls = calls_data(data["benchmarks"])
+    plots: List[str] = []
+    if args.plots:
+        try:
+            import plots as plotting
+
+            plots = plotting.render(data["benchmarks"], args.plots)
+        except ImportError as error:  # matplotlib is in the bench extras
+            missing.append(f"the plots ({error})")
 
     out: List[str] = []
     w = out.append
@@ -511,40 +650,35 @@ def main(paths: List[str]) -> int:
     w(f"- Machine: {cpu_model()}, {os.cpu_count()} CPUs (this report was rendered on the machine that ran it)")
     w(f"- Python {info.get('python_version', platform.python_version())}, "
       f"date {data.get('datetime', '')[:19]}")
-    if cpu is not None and cpu.info["path"] != paths[0]:
+    if cpu is not None and cpu.info["path"] != args.main:
         w(f"- CPU work: Python {cpu.info['python']}, date {cpu.info['datetime']} (`{cpu.info['path']}`)")
-    try:
-        import offload
-
-        w(f"- offload {offload.__version__}, default pool of {offload.default_pool().workers} workers")
-    except ImportError:
-        pass
+    w(f"- Versions: {versions()}")
+    if missing:
+        w(f"- Not measured in this run: {', '.join(missing)}")
     w("")
 
     chan, chan_items = channel_data(data["benchmarks"])
-    has_calls = bool(groups)
 
     w("## Goals\n")
     w("| goal | measured | met |")
     w("|---|---|---|")
-    paired: Dict[Tuple[str, str], float] = {}
-    for b in data["benchmarks"]:
-        if b["group"] == "paired":
-            m = re.match(r"test_paired_(\w+?)_vs_\w+\[(\w+)\]", b["name"])
-            if m:
-                paired[(m.group(1), m.group(2))] = b["extra_info"]["baseline_median"] / b["stats"]["median"]
     goals = []
-    for loop in ("asyncio", "uvloop") if has_calls else ():
-        speed = ratio("gather-10000", ("to_thread", loop), ("offload_run", loop))
-        floor = paired.get(("gather_10000", loop), float("nan"))
-        goals.append((f"gather of 10,000 `offload.run` vs `asyncio.to_thread` ({loop})", speed, speed >= 10, ">= 10x"))
-        goals.append((f"gather of 10,000 `offload.run` vs the asyncio floor ({loop}, paired)", floor, floor >= 0.8, ">= 0.8x"))
-    if has_calls:
-        mp = ratio("map-10000", ("to_thread", "asyncio"), ("offload_pool_map", "asyncio"))
+    for loop in LOOPS:
+        group = calls.per_call.get(("trivial", loop, 10_000), {})
+        if "offload" in group and "to_thread" in group:
+            speed = group["to_thread"] / group["offload"]
+            goals.append((f"gather of 10,000 `offload.run` vs `asyncio.to_thread` ({loop})", speed, speed >= 10, ">= 10x"))
+        if ("gather_10000", loop) in calls.paired:
+            floor = calls.paired[("gather_10000", loop)]
+            goals.append((f"gather of 10,000 `offload.run` vs the asyncio floor ({loop}, paired)", floor, floor >= 0.8, ">= 0.8x"))
+    trivial_bulk = calls.bulk.get("trivial", {})
+    if "pool_map" in trivial_bulk and "to_thread_gather" in trivial_bulk:
+        mp = trivial_bulk["to_thread_gather"] / trivial_bulk["pool_map"]
         goals.append(("`await pool.map(f, range(10_000))` vs gather of `to_thread`", mp, mp >= 20, ">= 20x"))
-    for loop in ("asyncio", "uvloop") if has_calls else ():
-        rt = 1 / paired.get(("round_trip", loop), float("nan"))
-        goals.append((f"sequential round trip, offload time / to_thread time ({loop}, paired)", rt, rt <= 0.8, "<= 0.8x"))
+    for loop in LOOPS:
+        if ("round_trip", loop) in calls.paired:
+            rt = 1 / calls.paired[("round_trip", loop)]
+            goals.append((f"sequential round trip, offload time / to_thread time ({loop}, paired)", rt, rt <= 0.8, "<= 0.8x"))
     for g in channel_goals(chan):
         paired_text = ", paired" if g.paired else ""
         goals.append((f"channel, {CHANNEL_SCENARIOS[g.scenario][0]} ({CHANNEL_CAPACITIES[g.capacity]}"
@@ -555,15 +689,28 @@ def main(paths: List[str]) -> int:
     for text, value, met, target, value_text in cpu_goal_rows(cpu):
         w(f"| {text} (target {target}) | {value_text} | {'-' if value != value else 'yes' if met else '**no**'} |")
     w("")
-    if chan:
-        w("Channel goals: details and every candidate in [Channels](#channels) below.\n")
-    if cpu is not None:
-        w("CPU goals: details and every candidate in [CPU work](#cpu-work) below.\n")
-    if has_calls:
-        calls_notes(w, groups)
+    w("Details, every candidate and the explanations in the sections below: [calls](#calls),")
+    w("[bulk](#bulk), [latency](#latency), [channels](#channels), [CPU work](#cpu-work),")
+    w("[memory](#memory), [the C++ core](#c-core-offload-vs-a-plain-std-mutex-std-condition-variable-baseline)"
+      " and [DaskPool](#daskpool-on-a-dask-cluster).\n")
+
+    out.extend(calls_section(calls, plots))
     out.extend(channel_section(chan, chan_items))
-    if cpu is not None or missing:
-        out.extend(cpu_section(cpu, missing))
+    if cpu is not None or args.cpu:
+        out.extend(cpu_section(cpu, [p for p in missing if p == args.cpu]))
+    memory_task, memory_item = load(args.memory_task, []), load(args.memory_item, [])
+    if memory_task is not None or memory_item is not None:
+        out.extend(memory_section(memory_task, memory_item))
+    cpp = load(args.cpp, [])
+    if cpp is not None:
+        import cpp_report
+
+        out.append(cpp_report.render(cpp))
+    dask = load(args.dask, [])
+    if dask is not None:
+        import report_dask
+
+        out.extend(report_dask.section(dask))
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):  # hand-written history and notes, kept across runs
         with open(notes) as f:
@@ -573,37 +720,178 @@ def main(paths: List[str]) -> int:
     return 0
 
 
-def calls_notes(w, groups: Dict[str, Dict[Tuple[str, str], float]]) -> None:
-    """The calls part after the goals table: the floor explained and every call scenario."""
-    w("The asyncio floor is 10,000 `loop.create_future()` resolved with `loop.call_soon(fut.set_result, i)`")
-    w("and gathered: the cost of the futures and the gather alone, with no thread and no call.")
-    w("A ratio above 1 against it means the native side costs less than the asyncio bookkeeping")
-    w("that both share. Rows marked *paired* alternate the two sides round by round in the same")
-    w("loop (the baseline runs, timed, before each timed offload round), so both see the same")
-    w("machine conditions; they are the figures the goals are judged on.\n")
+def versions() -> str:
+    """The versions of what was compared, as installed."""
+    from importlib import metadata
 
-    w("## All scenarios\n")
-    w("Speed-up = the group's `to_thread` median on the same loop / the entry's median (higher is")
-    w("better); for `floor`, the row shows how much cheaper than offload it is.\n")
-    titles = {
-        "gather-10000": "gather of 10,000 trivial calls",
-        "map-10000": "10,000 trivial calls as one map",
-        "round-trip-200": "200 calls one at a time (sequential await)",
-        "burst-100": "gather of 100 trivial calls",
-        "gather-1000-50us": "1,000 calls of ~50 us of GIL-releasing work (sha256)",
-    }
-    groups.pop("paired", None)
-    for group in sorted(groups, key=lambda g: list(titles).index(g) if g in titles else 99):
-        w(f"### {group}: {titles.get(group, group)}\n")
-        w("| entry | loop | median | speed-up vs to_thread |")
-        w("|---|---|---|---|")
-        entries = groups[group]
-        for (entry, loop), median in sorted(entries.items(), key=lambda kv: kv[1]):
-            base = entries.get((BASELINE, loop)) or entries.get((BASELINE, "asyncio"))
-            speed = f"{base / median:.1f}x" if base else "-"
-            w(f"| {entry} | {loop} | {fmt_time(median)} | {speed} |")
+    names = ["offload", "uvloop", "anyio", "janus", "culsans", "aiologic", "distributed"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        import offload
+
+        found[0:1] = [f"{found[0]} (default pool of {offload.default_pool().workers} workers)"]
+    except (ImportError, IndexError):
+        pass
+    return ", ".join(found)
+
+
+def fmt_ratio_to_best(values: Dict[str, float], subject: str = "offload") -> str:
+    """`subject`'s speed-up over the fastest other candidate: its time / subject's time."""
+    name, best = best_other(values, subject)
+    if name is None or subject not in values:
+        return "-"
+    return f"**{best / values[subject]:.2f}x** (vs {name})"
+
+
+def calls_section(calls: Calls, plots: List[str]) -> List[str]:
+    """Per-call scenarios (bursts x work x loop), bulk and latency."""
+    out: List[str] = []
+    w = out.append
+    if calls.per_call:
+        w("## Calls\n")
+        w("`benchmarks/test_bench_calls.py`. A burst of 1 is 200 calls awaited one after the other;")
+        w("bursts of 100 and 10,000 are one `asyncio.gather`. Each cell is the median time per call")
+        w("(lower is better); the last column is offload's speed-up over the fastest alternative of")
+        w("the same row. `run_in_executor` uses a `ThreadPoolExecutor()` of the default size; the")
+        w("default pool behind `offload.run` has one worker per CPU.\n")
+        if "calls-throughput.png" in plots:
+            w("![Throughput against burst size](plots/calls-throughput.png)\n")
+        for work, title in WORKS.items():
+            rows = [(loop, burst) for loop in LOOPS for burst in BURSTS if (work, loop, burst) in calls.per_call]
+            if not rows:
+                continue
+            w(f"### Calls of {title}\n")
+            w("| loop | burst | " + " | ".join(CALL_CANDIDATES.values()) + " | offload vs best alternative |")
+            w("|---|---|" + "---|" * len(CALL_CANDIDATES) + "---|")
+            for loop, burst in rows:
+                values = calls.per_call[(work, loop, burst)]
+                cells = [fmt_item(values[c]) if c in values else "-" for c in CALL_CANDIDATES]
+                w(f"| {loop} | {burst:,} | " + " | ".join(cells) + f" | {fmt_ratio_to_best(values)} |")
+            w("")
+        w("The asyncio floor of the goals is 10,000 `loop.create_future()` resolved with")
+        w("`loop.call_soon(fut.set_result, i)` and gathered: the cost of the futures and the gather")
+        w("alone, with no thread and no call. A ratio above 1 against it means the native side costs")
+        w("less than the asyncio bookkeeping that both share. *Paired* goals alternate the two sides")
+        w("round by round in the same loop, so both see the same machine conditions.\n")
+    if calls.bulk:
+        w("## Bulk\n")
+        w("Many items in one call, on the default loop: offload's `map` (items handed to the workers")
+        w("in blocks) and `imap` (a stream, four calls per worker in flight) against a gather of")
+        w("`asyncio.to_thread` and `ThreadPoolExecutor.map`. Median time per item.\n")
+        w("| work | items | " + " | ".join(BULK_CANDIDATES.values()) + " | `map` vs best alternative | `imap` vs best alternative |")
+        w("|---|---|" + "---|" * len(BULK_CANDIDATES) + "---|---|")
+        for work, title in WORKS.items():
+            values = calls.bulk.get(work)
+            if not values:
+                continue
+            cells = [fmt_item(values[c]) if c in values else "-" for c in BULK_CANDIDATES]
+            alternatives = {k: v for k, v in values.items() if not k.startswith("pool_")}
+            ratios = []
+            for subject in ("pool_map", "pool_imap"):
+                ratios.append(fmt_ratio_to_best(dict(alternatives, **{subject: values[subject]}), subject)
+                              if subject in values else "-")
+            w(f"| {title} | {calls.bulk_n[work]:,} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
         w("")
+    if calls.latency:
+        w("## Latency\n")
+        w("One call at a time, each round trip timed alone (submit, run on a worker, the awaiting")
+        w("coroutine resumed): 3,000 calls of a trivial function after 200 of warm-up. Lower is")
+        w("better; the ratio is the fastest alternative's percentile / offload's.\n")
+        if "latency.png" in plots:
+            w("![Round-trip latency distribution](plots/latency.png)\n")
+        w("| loop | candidate | p50 | p90 | p99 | offload vs best alternative (p50 / p99) |")
+        w("|---|---|---|---|---|---|")
+        for loop in LOOPS:
+            entries = calls.latency.get(loop, {})
+            for candidate in sorted(entries, key=lambda c: list(CALL_CANDIDATES).index(c) if c in CALL_CANDIDATES else 99):
+                p = entries[candidate]["percentiles"]
+                ratio = "-"
+                if candidate == "offload":
+                    parts = []
+                    for q in ("50", "99"):
+                        _, best = best_other({c: e["percentiles"][q] for c, e in entries.items()}, "offload")
+                        parts.append(f"{best / p[q]:.2f}x")
+                    ratio = " / ".join(parts)
+                w(f"| {loop} | {CALL_CANDIDATES.get(candidate, candidate)} | {fmt_item(p['50'])} "
+                  f"| {fmt_item(p['90'])} | {fmt_item(p['99'])} | {ratio} |")
+        w("")
+    return out
+
+
+# -- Memory (memory_per_task.py, memory_per_item.py) -------------------------------------------
+# Their JSONs: {"tasks" or "items": N, "python", "cases": {case: figures}, "labels": {case: name}}
+# (memory_per_item.py adds "floor": a case that is no alternative). Cases named offload* are
+# offload's; the leanest of the others by RSS is the best alternative.
+MEMORY_KINDS = (
+    # (JSON count key, per-unit key suffix, heading, what one unit is, script, JSON path)
+    ("tasks", "task", "Per pending task", "calls queued behind a blocked one-worker pool",
+     "memory_per_task.py", "build/memory-task.json"),
+    ("items", "item", "Per buffered channel item",
+     "items waiting in an unbounded channel or queue (made beforehand: only the queue's own "
+     "memory counts)", "memory_per_item.py", "build/memory-item.json"),
+)
+
+
+def memory_section(task_json: Optional[dict], item_json: Optional[dict]) -> List[str]:
+    """The memory section: bytes per pending task and per buffered channel item, each against
+    the best (leanest) alternative, from the JSONs of memory_per_task.py / memory_per_item.py
+    (None: not measured, said so)."""
+    if task_json is None and item_json is None:
+        return []
+    out: List[str] = []
+    w = out.append
+    w("## Memory\n")
+    w("Each case runs in a fresh interpreter: N units are created and held while the process's")
+    w("RSS is measured, then every one is drained and checked; a second run of the case, under")
+    w("tracemalloc, gives the Python allocations alone (offload's native jobs and channel buffer")
+    w("are invisible to it). *vs best alternative* = the case's bytes (RSS) / the leanest")
+    w("alternative's (lower is better). *Left*: the RSS once drained, collected and handed back")
+    w("with `malloc_trim(0)`, against before (a few MiB of allocator fragmentation is usual).\n")
+    for (count_key, unit, heading, what, script, path), data in zip(MEMORY_KINDS, (task_json, item_json)):
+        command = f"python benchmarks/{script} --{count_key} N --json {path}"
+        if data is None:
+            w(f"### {heading}\n")
+            w(f"Not measured in this run (no `{path}`): `{command}`.\n")
+            continue
+        n = data[count_key]
+        command = command.replace(" N ", f" {n} ")
+        cases: Dict[str, dict] = data["cases"]
+        labels: Dict[str, str] = data.get("labels", {})
+        floor = data.get("floor")
+        alternatives = {c: r[f"rss_per_{unit}"] for c, r in cases.items()
+                        if not c.startswith("offload") and c != floor}
+        best = min(alternatives, key=alternatives.get) if alternatives else None
+        w(f"### {heading}\n")
+        w(f"{n:,} {what}; Python {data.get('python', '?')}: `{command}`.")
+        if best is not None:
+            w(f"The best alternative: {labels.get(best, best)}.")
+        if data.get("skipped"):
+            w("Not installed, so not measured: " + ", ".join(data["skipped"]) + ".")
+        w("")
+        w(f"| case | bytes per {unit} (RSS) | bytes per {unit} (tracemalloc) | vs best alternative "
+          "| time to queue | time to drain | left |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        order = sorted(cases, key=lambda c: (not c.startswith("offload"), c == floor))
+        for case in order:
+            r = cases[case]
+            per = r[f"rss_per_{unit}"]
+            traced = r.get(f"traced_per_{unit}", float("nan"))
+            if best is None or alternatives[best] <= 0:
+                ratio = "-"
+            else:
+                mark = " (best alternative)" if case == best else " (floor)" if case == floor else ""
+                ratio = f"{per / alternatives[best]:.2f}x{mark}"
+            left = (r["rss_after_trim"] - r["rss_start"]) / 2**20
+            w(f"| {labels.get(case, case)} | {per:,.1f} | {traced:,.1f} | {ratio} "
+              f"| {r['submit_s']:.2f} s | {r['drain_s']:.2f} s | {left:+,.1f} MiB |")
+        w("")
+    return out
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:] or ["build/bench.json"]))
+    raise SystemExit(main(sys.argv[1:]))

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from offload.demo import fmt as fmt_time
 
 SEQ, BURST, SPIN_CALLS = 20, 200, 16
 
 
-def main(path: str) -> int:
-    with open(path) as f:
-        data = json.load(f)
-    runs: Dict[str, dict] = {b["name"].replace("test_dask_", ""): b for b in data["benchmarks"]}
+def section(data: Dict[str, Any]) -> List[str]:
+    """The DaskPool section, from test_bench_dask.py's pytest-benchmark JSON."""
+    runs: Dict[str, Dict[str, Any]] = {b["name"].replace("test_dask_", ""): b for b in data["benchmarks"]}
 
     def median(name: str) -> float:
         return float(runs[name]["stats"]["median"]) if name in runs else float("nan")
@@ -74,7 +73,13 @@ def main(path: str) -> int:
         if name in runs:
             m = median(name)
             w(f"| {entry} | {fmt_time(m)} | {SPIN_CALLS / m:.1f} | {serial / m:.2f}x |")
-    print("\n".join(out))
+    w("")
+    return out
+
+
+def main(path: str) -> int:
+    with open(path) as f:
+        print("\n".join(section(json.load(f))))
     return 0
 
 

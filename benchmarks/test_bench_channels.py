@@ -7,7 +7,7 @@ Scenarios (one pytest-benchmark group per scenario and capacity, `chan-<scenario
   t2t  two threads                               vs queue.Queue                 (goal: >= 1x)
   c2t  a coroutine producer, a thread consumer   vs janus, culsans, aiologic    (no goal)
 
-at capacities 1, 256 and unbounded. Each round moves ITEMS[capacity] ints 0..n-1 from the
+at capacities 0, 1, 256 and unbounded. Each round moves ITEMS[capacity] ints 0..n-1 from the
 producer to the consumer through a fresh queue (made, untimed, before the round); the consumer
 asserts it got exactly those, in order, and that nothing is left. A thread side is a new thread
 started inside the round, for every candidate alike; a coroutine side runs on one persistent
@@ -26,6 +26,15 @@ fastest correct calls for its role:
   aiologic  unbounded: SimpleQueue (deque + semaphore) with put, which never waits; an unbounded
             aiologic.Queue() is far slower here. Bounded: Queue(capacity), green_* / async_*
   asyncio   await put / await get; queue.Queue: put / get
+
+Capacity 0 is a rendezvous: a send completes only when a receiver takes the item. None of
+janus, culsans, aiologic, asyncio.Queue and queue.Queue has one (all but aiologic read
+maxsize=0 as unbounded; aiologic.Queue rejects it), so only offload runs at
+capacity 0 in every scenario, plus, in c2c, anyio's memory object stream of buffer size 0
+(`create_memory_object_stream(0)`: a true rendezvous, for coroutines only). offload's
+rendezvous is compared with the alternatives at capacity 1, the closest semantics (there one
+item may wait in the queue, and the sender goes on before it is taken): the report says so,
+and the paired test (below) alternates offload at capacity 0 with those at capacity 1.
 """
 
 from __future__ import annotations
@@ -53,12 +62,21 @@ try:
     import aiologic
 except ImportError:  # pragma: no cover
     aiologic = None
+try:
+    import anyio
+except ImportError:  # pragma: no cover
+    anyio = None
 
-CAPACITIES: Dict[str, Optional[int]] = {"cap1": 1, "cap256": 256, "unbounded": None}
+CAPACITIES: Dict[str, Optional[int]] = {"cap0": 0, "cap1": 1, "cap256": 256, "unbounded": None}
+# The candidates of every scenario that have a rendezvous (capacity 0); the others run at the
+# other capacities. anyio, the one alternative with a rendezvous, is an extra case of c2c.
+RENDEZVOUS = ("offload",)
+# What the alternatives are compared at when they have no rendezvous: capacity 1.
+STAND_IN = {"cap0": "cap1"}
 
-# Items per round, per capacity: a round takes roughly 10-100 ms on a 2-core VM. A capacity of 1
-# makes every item a hand-off between the two sides, so those rounds move fewer items.
-ITEMS = {"cap1": 2_000, "cap256": 20_000, "unbounded": 20_000}
+# Items per round, per capacity: a round takes roughly 10-100 ms on a 2-core VM. A capacity of 0
+# or 1 makes every item a hand-off between the two sides, so those rounds move fewer items.
+ITEMS = {"cap0": 2_000, "cap1": 2_000, "cap256": 20_000, "unbounded": 20_000}
 # Rounds per benchmark: as many as fit in BUDGET seconds after one untimed warm-up round, within
 # [MIN_ROUNDS, MAX_ROUNDS]; the slowest candidates (aiologic's bounded Queue: 1-3 s a round on a
 # loaded machine) get MIN_ROUNDS.
@@ -106,7 +124,10 @@ def until_complete(loop: asyncio.AbstractEventLoop, coro) -> None:
 
 
 def maxsize(capacity: Optional[int]) -> int:
-    """The stdlib/janus/culsans convention: 0 is unbounded."""
+    """The stdlib/janus/culsans convention: 0 is unbounded, so capacity 0 (a rendezvous) has no
+    maxsize: asking for one is a mislabelled case."""
+    if capacity == 0:
+        raise ValueError("maxsize=0 means unbounded to these queues, not a rendezvous")
     return 0 if capacity is None else capacity
 
 
@@ -360,6 +381,30 @@ def c2c_aiologic(capacity: Optional[int], n: int):
     return produce, consume
 
 
+def c2c_anyio(capacity: Optional[int], n: int):
+    """anyio's memory object stream (buffer size 0: a rendezvous); measured at capacity 0 only,
+    the one alternative here with a rendezvous."""
+    send_stream, receive_stream = anyio.create_memory_object_stream(
+        float("inf") if capacity is None else capacity)
+
+    async def produce() -> None:
+        send = send_stream.send
+        for i in range(n):
+            await send(i)
+        send_stream.close()
+
+    async def consume() -> None:
+        recv = receive_stream.receive
+        for i in range(n):
+            item = await recv()
+            if item != i:
+                raise mismatch(i, item)
+        check_empty(receive_stream.statistics().current_buffer_used)
+        receive_stream.close()
+
+    return produce, consume
+
+
 C2C = {
     "asyncio": c2c_asyncio,
     "offload": c2c_offload,
@@ -376,11 +421,12 @@ def run_c2c(loop: asyncio.AbstractEventLoop, sides) -> None:
         producer = asyncio.ensure_future(produce())
         try:
             await consume()
-        finally:
-            if not producer.done():
-                producer.cancel()
+        except BaseException:
+            producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-        producer.result()
+            raise
+        # A rendezvous sender may still have to resume after its last item was taken.
+        await asyncio.wait_for(producer, JOIN_TIMEOUT)
 
     loop.run_until_complete(main())
 
@@ -635,12 +681,15 @@ def run_c2t(loop: asyncio.AbstractEventLoop, sides) -> None:
 # =============================================================================================
 # the benchmarks
 
-LIBRARIES = {"janus": lambda: janus, "culsans": lambda: culsans, "aiologic": lambda: aiologic}
+LIBRARIES = {"janus": lambda: janus, "culsans": lambda: culsans, "aiologic": lambda: aiologic,
+             "anyio": lambda: anyio}
 
 
 def cases(candidates: Dict[str, Any], extra: Tuple[Tuple[str, str], ...] = ()):
-    """(candidate, capacity) pairs, ids `<candidate>-<capacity>`."""
-    pairs = [(c, cap) for c in candidates for cap in CAPACITIES] + list(extra)
+    """(candidate, capacity) pairs, ids `<candidate>-<capacity>`; capacity 0 only for the
+    candidates with a rendezvous."""
+    pairs = [(c, cap) for c in candidates for cap in CAPACITIES
+             if cap != "cap0" or c in RENDEZVOUS] + list(extra)
     return pytest.mark.parametrize(("candidate", "capacity"), pairs,
                                    ids=[f"{c}-{cap}" for c, cap in pairs])
 
@@ -683,10 +732,11 @@ def test_chan_t2c(benchmark, default_loop, candidate: str, capacity: str) -> Non
     bench(benchmark, default_loop, "t2c", run_t2c, make, capacity)
 
 
-@cases(C2C)
+@cases(C2C, extra=(("anyio", "cap0"),))
 def test_chan_c2c(benchmark, default_loop, candidate: str, capacity: str) -> None:
     skip_missing(candidate)
-    bench(benchmark, default_loop, "c2c", run_c2c, C2C[candidate], capacity)
+    make = c2c_anyio if candidate == "anyio" else C2C[candidate]
+    bench(benchmark, default_loop, "c2c", run_c2c, make, capacity)
 
 
 @cases(T2T, extra=(("simplequeue", "unbounded"),))
@@ -703,7 +753,7 @@ def test_chan_c2t(benchmark, default_loop, candidate: str, capacity: str) -> Non
 
 
 # =============================================================================================
-# paired measurements for the goals
+# paired measurements for the goals, and for capacity 0
 #
 # On a noisy machine two groups measured one after the other can see different conditions. These
 # tests alternate: before each timed offload round, every baseline candidate of the scenario runs
@@ -711,41 +761,61 @@ def test_chan_c2t(benchmark, default_loop, candidate: str, capacity: str) -> Non
 # baseline is the fastest of the scenario's baselines by median, as in the groups above). A
 # baseline more than PAIRED_PRUNE times slower than the fastest one in the warm-up round cannot
 # be the best: it is left out of the pairs (it still has its own group above).
+#
+# At capacity 0 (no goal; every scenario, c2t included) offload runs its rendezvous and the
+# baselines run at their STAND_IN capacity 1; the alternatives with a real rendezvous
+# (PAIRED_RENDEZVOUS) run at capacity 0 alongside, never pruned. extra_info["baseline_capacities"]
+# records the capacity each of them ran at.
 
 PAIRED = {
     "t2c": (run_t2c, T2C, ("janus", "culsans", "aiologic")),
     "c2c": (run_c2c, C2C, ("asyncio",)),
     "t2t": (run_t2t, T2T, ("queue",)),
+    "c2t": (run_c2t, C2T, ("janus", "culsans", "aiologic")),
 }
+PAIRED_RENDEZVOUS = {"c2c": {"anyio": c2c_anyio}}
+PAIRED_CASES = [(s, c) for s in ("t2c", "c2c", "t2t") for c in CAPACITIES if c != "cap0"] + [
+    (s, "cap0") for s in PAIRED]
 PAIRED_BUDGET = 3.0
 PAIRED_PRUNE = 4.0
 
 
-@pytest.mark.parametrize(("scenario", "capacity"), [(s, c) for s in PAIRED for c in CAPACITIES],
-                         ids=[f"{s}-{c}" for s in PAIRED for c in CAPACITIES])
+def installed(name: str) -> bool:
+    return name not in LIBRARIES or LIBRARIES[name]() is not None
+
+
+@pytest.mark.parametrize(("scenario", "capacity"), PAIRED_CASES,
+                         ids=[f"{s}-{c}" for s, c in PAIRED_CASES])
 def test_chan_paired(benchmark, default_loop, scenario: str, capacity: str) -> None:
     run, makers, baseline_names = PAIRED[scenario]
-    baselines = [b for b in baseline_names if b not in LIBRARIES or LIBRARIES[b]() is not None]
-    if not baselines:
+    stand_in = STAND_IN.get(capacity, capacity)
+    # name -> (maker, capacity it runs at)
+    sides = {b: (makers[b], stand_in) for b in baseline_names if installed(b)}
+    if not sides:
         pytest.skip(f"none of {', '.join(baseline_names)} is installed")
+    if capacity == "cap0":
+        sides.update((b, (make, capacity))
+                     for b, make in PAIRED_RENDEZVOUS.get(scenario, {}).items() if installed(b))
+    baselines = list(sides)
     n = ITEMS[capacity]
-    cap = CAPACITIES[capacity]
+    assert ITEMS[stand_in] == n, "per-item figures of one pair come from rounds of one size"
     times: Dict[str, list] = {b: [] for b in baselines}
     benchmark.group = "chan-paired"
     benchmark.extra_info["items"] = n
 
     def baseline_round(name: str) -> float:
-        sides = makers[name](cap, n)
+        make, cap = sides[name]
+        pair = make(CAPACITIES[cap], n)
         collect_garbage()
         start = time.perf_counter()
-        run(default_loop, sides)
+        run(default_loop, pair)
         return time.perf_counter() - start
 
     def setup():
         for name in baselines:
             times[name].append(baseline_round(name))
         collect_garbage()
-        return (default_loop, makers["offload"](cap, n)), {}
+        return (default_loop, makers["offload"](CAPACITIES[capacity], n)), {}
 
     asyncio.set_event_loop(default_loop)
     try:
@@ -753,11 +823,13 @@ def test_chan_paired(benchmark, default_loop, scenario: str, capacity: str) -> N
         start = time.perf_counter()
         run(*args)
         warmup = time.perf_counter() - start
-        fastest = min(t[0] for t in times.values())
-        baselines = [b for b in baselines if times[b][0] <= PAIRED_PRUNE * fastest]
+        fastest = min(times[b][0] for b in baselines if b in baseline_names)
+        baselines = [b for b in baselines
+                     if b not in baseline_names or times[b][0] <= PAIRED_PRUNE * fastest]
         warmup += sum(times[b][0] for b in baselines)
         times = {b: [] for b in baselines}  # setup() sees the new binding
         benchmark.extra_info["paired_with"] = baselines
+        benchmark.extra_info["baseline_capacities"] = {b: sides[b][1] for b in baselines}
         rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(PAIRED_BUDGET / warmup)))
         benchmark.extra_info["rounds"] = rounds
         benchmark.pedantic(run, setup=setup, rounds=rounds, iterations=1)
