@@ -99,6 +99,12 @@ def render(benchmarks: List[Dict[str, Any]], directory: str) -> List[str]:
                 ax.plot([s * 1e6 for s in cdf], ys, color=colour, label=label,
                         linewidth=2 if candidate == "offload" else 1.2)
             ax.set_xscale("log")
+            ticks = [t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+                     if min(c[0] for c in latency[loop].values()) * 1e6 / 2 <= t
+                     <= max(c[-1] for c in latency[loop].values()) * 1e6 * 2]
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(t) for t in ticks])
+            ax.minorticks_off()
             ax.set_xlabel("round trip of one call (us, log scale)")
             ax.set_ylabel("fraction of calls at most this long")
             ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
