@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextvars
 import os
 import signal
+import threading
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 POLL_INTERVAL = 0.005
 
@@ -37,10 +38,36 @@ def fail(message: str) -> None:
     raise ValueError(message)
 
 
-def sleep_then(item: Tuple[Any, float]) -> Any:
-    """``(value, seconds)``: returns ``value`` after ``seconds``, to finish out of order."""
-    value, seconds = item
-    time.sleep(seconds)
+def fail_if_negative(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"{x} is negative")
+    return x
+
+
+def fail_from(message: str) -> None:
+    """Raises ValueError(message) chained to a KeyError (``raise ... from ...``)."""
+    try:
+        {}["missing"]
+    except KeyError as error:
+        raise ValueError(message) from error
+
+
+def make_lock() -> Any:
+    """A result that cannot be pickled back to the caller."""
+    return threading.Lock()
+
+
+def make_lock_for(_item: Any) -> Any:
+    """:func:`make_lock` for map."""
+    return make_lock()
+
+
+def value_after(item: Tuple[Any, Optional[str]]) -> Any:
+    """``(value, release)``: returns ``value`` once ``release`` exists (at once if None), to
+    finish out of order."""
+    value, release = item
+    if release is not None:
+        wait_for_file(release)
     return value
 
 
@@ -53,16 +80,25 @@ def read_var() -> str:
     return VAR.get()
 
 
+def wait_for_file(path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} was never created")
+        time.sleep(POLL_INTERVAL)
+
+
 def block(started: str, release: str, timeout: float = 30.0) -> int:
     """Appends this worker's pid to ``started``, waits until ``release`` exists, returns the pid."""
     with open(started, "a") as f:
         f.write(f"{os.getpid()}\n")
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(release):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{release} was never created")
-        time.sleep(POLL_INTERVAL)
+    wait_for_file(release, timeout)
     return os.getpid()
+
+
+def block_on(item: Tuple[str, str]) -> int:
+    """:func:`block` for map and imap: ``item`` is its two paths."""
+    return block(*item)
 
 
 def kill_own_worker() -> None:

@@ -13,6 +13,11 @@ from . import _core
 MAX_WORKERS = 1 << 16
 
 
+def check_callable(fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+
+
 def check_name(name: str, what: str = "name") -> str:
     if not isinstance(name, str):
         raise TypeError(f"offload: {what} must be a str, got {type(name).__name__}")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional,
 
 from . import _core, _worker
 from ._errors import RemoteError, RemoteTraceback, SendError, WorkerDied
-from ._checks import check_count, check_name
+from ._checks import check_callable, check_count, check_name
 from ._pool import Future, _PoolBase
 
 if TYPE_CHECKING:
@@ -83,8 +83,7 @@ def _why_unpicklable(
 def _encode(
     fn: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], where: str, item: Optional[int] = None
 ) -> _Job:
-    if not callable(fn):
-        raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+    check_callable(fn)
     try:
         payload = pickle.dumps((fn, args, kwargs), protocol=_worker.PROTOCOL)
     except Exception as error:

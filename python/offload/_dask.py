@@ -4,17 +4,24 @@ When one machine is not enough, the same ``await pool.run(fn, x)`` runs on a Das
 A :class:`DaskPool` drives a ``distributed.Client`` in asynchronous mode on the caller's event
 loop, so awaiting a call never blocks the loop, and maps the Pool surface onto it:
 
-* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future: cancelling
-  that task cancels the Dask future;
+* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future;
 * ``map`` is one ``client.map`` and one ``client.gather``; the failure with the lowest index
-  is raised, and the items still pending are cancelled;
+  is raised;
 * ``imap`` is :class:`Pool`'s own windowed iteration, over ``run``;
 * ``submit`` returns a :class:`DaskFuture`: a :class:`concurrent.futures.Future` that is also
   awaitable, so threads and other loops can use it too.
 
+One path ends every call: a done-callback on its loop task (``_call_done``) counts the call
+and releases its Dask futures, however the task ended — returned, raised, or cancelled, even
+before its first step. Releasing, not ``client.cancel``, is also how a call is cancelled: the
+scheduler forgets a key once no future holds it, so a call not started never runs and a
+running one's result is dropped, while a caller that shares the key (``pure=True``) keeps
+it. Nothing else holds a key: a result or an error is not kept on the cluster once its call
+ended, even while the caller keeps the exception (whose traceback reaches the future).
+
 The client, the loop tasks and the counters belong to the pool's loop: every method but
 ``submit``, ``shutdown`` and ``stats`` runs on that loop's thread, and ``submit`` from
-anywhere else hands the call to it (``call_soon_threadsafe``).
+anywhere else hands the call to it (``call_soon_threadsafe``), while that loop runs.
 
 ``distributed`` is an optional dependency (``pip install offload[dask]``), imported when a
 DaskPool is constructed. Its objects are typed ``Any`` here, so that offload type-checks
@@ -34,20 +41,24 @@ from typing import (
     AsyncGenerator,
     AsyncIterator,
     Callable,
+    Coroutine,
     Dict,
     Generator,
     Iterable,
     Iterator,
     List,
+    NoReturn,
     Optional,
     Set,
+    Tuple,
     Type,
     TypeVar,
     cast,
 )
 
-from ._checks import check_window
-from ._errors import RemoteTraceback
+from ._checks import check_callable, check_window
+from ._cpu import _describe
+from ._errors import RemoteTraceback, SendError
 from ._pool import PoolStats, _imap_ordered, _imap_unordered
 
 if TYPE_CHECKING:
@@ -61,6 +72,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 INSTALL_HINT = "pip install offload[dask]"
+
+# How to reach a pool from a loop or thread it does not belong to, by what was attempted.
+USE_SUBMIT = "from other loops and threads use submit() and wait for its DaskFuture"
+USE_SHUTDOWN = "from another thread use pool.shutdown(), which waits for the close"
 
 
 def _import_distributed() -> Any:
@@ -80,24 +95,61 @@ def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
         return None
 
 
-def _check_callable(fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
-
-
 def _refuse_shut_down() -> None:
     raise RuntimeError("offload: cannot submit to a pool that was shut down")
 
 
+def _retrieve_exception(task: "asyncio.Future[Any]") -> None:
+    """Done-callback of a task whose waiters may all have given up (``asyncio.shield`` drops
+    its hold when its waiter is cancelled): marks its exception as seen, so asyncio does not
+    log it as never retrieved. The waiters that remain still get it."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def _attach_remote_traceback(error: BaseException, future: Any) -> None:
-    """Gives an exception raised by a Dask task the task's traceback, as text, in
-    ``__cause__`` (as ProcessPool does), when Dask brought one back."""
-    if error.__cause__ is not None or future.status != "error":
-        return
+    """Puts the worker-side traceback of an exception a Dask task raised, as text, in
+    ``__cause__`` (a :class:`RemoteTraceback`), as ProcessPool does, when Dask brought one
+    back. The text has the whole chain as the worker saw it, so it replaces a cause the
+    worker chained (``raise X from Y``): that cause is in the text."""
+    if future.status != "error" or isinstance(error.__cause__, RemoteTraceback):
+        return  # not the task's exception, or already done (pure=True callers share it)
     remote = await future.traceback()
     if remote is not None:
-        text = "".join(traceback.format_exception(type(error), error, remote, chain=False))
+        text = "".join(traceback.format_exception(type(error), error, remote))
         error.__cause__ = RemoteTraceback(text)
+
+
+def _raise_send_error(error: TypeError, fn: Any, labelled: List[Tuple[str, Any]]) -> NoReturn:
+    """Raises :class:`SendError` naming what of a call cloudpickle cannot pickle, from the
+    ``TypeError`` Dask raised when it failed to send the call; re-raises that error if the
+    call's parts all pickle. Runs only on that failure: a call is pickled once, by Dask."""
+    cloudpickle = importlib.import_module("cloudpickle")  # what Dask pickles calls with
+    name = _describe(fn)
+    try:
+        cloudpickle.dumps(fn)
+    except Exception as why:
+        raise SendError(f"offload: cannot send {name} to a Dask worker: {why}") from error
+    for label, value in labelled:
+        try:
+            cloudpickle.dumps(value)
+        except Exception as why:
+            raise SendError(
+                f"offload: {label} of {name} ({type(value).__name__}) cannot be pickled "
+                f"for a Dask worker: {why}"
+            ) from error
+    raise error
+
+
+class _Call:
+    """What the done-callback of a run or map task needs: the Dask futures it submitted
+    (none before the pool started and the call was sent), and whether it raised."""
+
+    __slots__ = ("futures", "raised")
+
+    def __init__(self) -> None:
+        self.futures: List[Any] = []
+        self.raised = False
 
 
 class DaskFuture(concurrent.futures.Future[T]):
@@ -106,11 +158,17 @@ class DaskFuture(concurrent.futures.Future[T]):
 
     ``result(timeout)`` and ``exception(timeout)`` wait from any thread but the pool's loop
     thread: there the loop drives the Dask client, so waiting could never end, and they raise
-    :class:`RuntimeError` unless the future is done (``await`` it instead). ``cancel()``
-    cancels the Dask future — a task that has not started does not run; a running one runs to
-    its end on its worker and its result is dropped — and returns ``True`` unless the future
-    is done. Cancelling a task that awaits the future cancels it too. ``running()`` is always
-    false: a Dask client is not told when a task starts.
+    :class:`RuntimeError` unless the future is done or ``timeout`` is 0 or less (which waits
+    for nothing: :class:`concurrent.futures.TimeoutError` if not done, as any future);
+    ``await`` it there instead. ``cancel()`` cancels the call — a task that has not started
+    does not run; a running one runs to its end on its worker and its result is dropped — and
+    returns ``True`` unless the future is done. Cancelling a task that awaits the future
+    cancels it too. ``running()`` is always false: a Dask client is not told when a task
+    starts.
+
+    Callbacks added with ``add_done_callback`` run on the pool's loop thread when the call
+    ends, on the thread that calls ``cancel()``, or at once on the adding thread if the
+    future is already done: they must not block.
 
     >>> async def main() -> int:
     ...     async with offload.DaskPool(n_workers=1, processes=False) as pool:
@@ -151,8 +209,9 @@ class DaskFuture(concurrent.futures.Future[T]):
         if self._task is not None:
             self._task.cancel()
 
-    def _refuse_blocking_on_loop(self, what: str) -> None:
-        if not self.done() and _running_loop() is self._loop:
+    def _refuse_blocking_on_loop(self, what: str, timeout: Optional[float]) -> None:
+        waits = timeout is None or timeout > 0
+        if waits and not self.done() and _running_loop() is self._loop:
             raise RuntimeError(
                 f"offload: DaskFuture.{what}() would block the event loop that drives the "
                 "Dask client, so the call could never finish: await the future instead"
@@ -164,14 +223,16 @@ class DaskFuture(concurrent.futures.Future[T]):
         Raises:
             concurrent.futures.TimeoutError: the call did not finish in time.
             concurrent.futures.CancelledError: the call was cancelled.
-            RuntimeError: called on the pool's loop thread before the future is done.
+            RuntimeError: called on the pool's loop thread, with a timeout that would wait,
+                before the future is done.
         """
-        self._refuse_blocking_on_loop("result")
+        self._refuse_blocking_on_loop("result", timeout)
         return super().result(timeout)
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds."""
-        self._refuse_blocking_on_loop("exception")
+        """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds;
+        raises as :meth:`result` does, but not the call's exception."""
+        self._refuse_blocking_on_loop("exception", timeout)
         return super().exception(timeout)
 
     def cancel(self) -> bool:
@@ -215,28 +276,31 @@ class DaskPool:
 
     * ``map`` keeps the input order; ``imap`` has at most ``window`` calls in flight (default:
       four per worker thread of the cluster) and reads its input only as results are consumed.
-    * An exception raised by a call comes back with its type and message, its worker-side
-      traceback as text in ``__cause__`` (a :class:`RemoteTraceback`) when Dask brings one.
-      A worker that dies during a call does not fail it at once: Dask runs it again on
-      another worker, and raises ``distributed.KilledWorker`` once the call has been on
-      more dying workers than the scheduler's ``distributed.scheduler.allowed-failures``
-      (3 by default).
-    * Cancelling the awaiting task cancels the Dask future: a task that has not started does
+    * An exception raised by a call comes back with its type and message, and the worker-side
+      traceback as text in ``__cause__`` (a :class:`RemoteTraceback`, whose text also shows
+      a cause the worker chained) when Dask brings one. A worker that dies during a call does
+      not fail it at once: Dask runs it again on another worker, and raises
+      ``distributed.KilledWorker`` once the call has been on more dying workers than the
+      scheduler's ``distributed.scheduler.allowed-failures`` (3 by default).
+    * Cancelling the awaiting task cancels the call: the pool releases its Dask future, and
+      the scheduler forgets a key no future holds any more: a task that has not started does
       not run; a running one cannot be interrupted and runs to its end on its worker, its
-      result dropped.
+      result dropped. Every call ends that way: a result or an error is not kept on the
+      cluster once its call ended.
 
     Where it differs:
 
     * Calls are pickled with cloudpickle (lambdas and ``__main__`` functions can be sent);
-      workers must be able to import the modules the function uses. :mod:`contextvars` are
+      workers must be able to import the modules the function uses. A call that cannot be
+      pickled raises :class:`SendError` (and Dask logs its own error). :mod:`contextvars` are
       not carried over and :func:`offload.cancelled` is false on a worker.
     * ``pure=False`` (the default) gives every call a key of its own, so repeated calls run
       again, as with any pool. With ``pure=True``, identical calls (same function and
-      arguments) share one Dask key: they run once while the result is held, and cancelling
-      one of them cancels them all.
+      arguments) share one Dask key: those in flight at the same time run once. Cancelling
+      one of them leaves the others running: the key is forgotten once none holds it.
     * A pool belongs to the loop it started on: ``run``, ``map``, ``imap``, ``start`` and
       ``aclose`` from another loop raise :class:`RuntimeError`. ``submit`` works from any
-      thread or loop once the pool has started.
+      thread or loop once the pool has started, while its loop runs.
     * Only ``async with``: closing a Dask client needs its loop, so ``shutdown(wait=True)``
       cannot wait on that loop's thread. ``await pool.aclose()`` waits.
     * ``stats()``: ``workers`` is the number of worker threads in the cluster; ``queued``
@@ -297,16 +361,16 @@ class DaskPool:
         self._ready = False  # the client is connected
         self._closing = False  # shutdown began: no more calls
         self._closed = False  # what the pool owns is closed
-        self._closing_task: "Optional[asyncio.Future[None]]" = None
+        self._closing_task: "Optional[asyncio.Future[None]]" = None  # the last close begun
         self._calls: "Set[asyncio.Future[Any]]" = set()  # loop tasks of the calls in flight
-        self._cancels: "Set[asyncio.Future[Any]]" = set()  # cancel messages on their way
         self._threads = 0  # worker threads in the cluster, when last looked
         self._submitted = self._completed = self._failed = self._cancelled = self._in_flight = 0
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _loop_for_call(self) -> asyncio.AbstractEventLoop:
-        """The running loop, which must be the pool's (the first one to use it becomes it)."""
+    def _loop_for_call(self, elsewhere: str = USE_SUBMIT) -> asyncio.AbstractEventLoop:
+        """The running loop, which must be the pool's (the first one to use it becomes it).
+        ``elsewhere`` tells what to do instead, from another loop."""
         loop = asyncio.get_running_loop()
         bound = self._loop
         if bound is loop:
@@ -328,9 +392,16 @@ class DaskPool:
             )
         raise RuntimeError(
             "offload: this DaskPool belongs to another event loop (its Dask client runs "
-            "there): create one DaskPool per loop, or from other loops and threads use "
-            "submit() and wait for its DaskFuture"
+            f"there): create one DaskPool per loop, or {elsewhere}"
         )
+
+    def _loop_accepting_calls(self) -> asyncio.AbstractEventLoop:
+        """What ``run``, ``map``, ``imap`` and ``start`` check first: the running loop is the
+        pool's, and the pool was not shut down."""
+        loop = self._loop_for_call()
+        if self._closing:
+            _refuse_shut_down()
+        return loop
 
     @property
     def client(self) -> Any:
@@ -352,9 +423,7 @@ class DaskPool:
                 shut down, or a borrowed client is synchronous.
             OSError: the scheduler cannot be reached (Dask's connect timeout).
         """
-        self._loop_for_call()
-        if self._closing:
-            _refuse_shut_down()
+        self._loop_accepting_calls()
         await self._ensure_started()
         return self
 
@@ -363,6 +432,7 @@ class DaskPool:
             return
         if self._starting is None:
             self._starting = asyncio.get_running_loop().create_task(self._connect())
+            self._starting.add_done_callback(_retrieve_exception)
         # Shielded: a caller that gives up does not stop a start other callers wait for.
         await asyncio.shield(self._starting)
 
@@ -414,114 +484,146 @@ class DaskPool:
 
     # -- calls -------------------------------------------------------------------------------
 
-    def _track(self, task: "asyncio.Future[R]") -> "asyncio.Future[R]":
+    def _launch(
+        self, loop: asyncio.AbstractEventLoop, body: "Coroutine[Any, Any, R]", call: _Call
+    ) -> "asyncio.Future[R]":
+        """The loop task of a call, whose end the pool sees in ``_call_done``."""
+        task = loop.create_task(body)
         self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
+        task.add_done_callback(functools.partial(self._call_done, call))
         return task
 
-    def _submit(self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> Any:
-        # The keyword arguments are bound first: client.submit reads its own (key, workers,
-        # priority...) from the keywords it gets.
-        call = functools.partial(fn, **kwargs) if kwargs else fn
-        future = self._client.submit(call, *args, pure=self._pure)
-        self._submitted += 1
-        self._in_flight += 1
-        return future
+    def _sent(self, call: _Call, futures: List[Any]) -> None:
+        call.futures.extend(futures)
+        self._submitted += len(futures)
+        self._in_flight += len(futures)
 
-    def _cancel_on_dask(self, futures: List[Any]) -> None:
-        """Cancels the Dask futures not done yet (the message leaves from a loop task)."""
-        pending = [f for f in futures if not f.done()]
-        if pending and self._client.status == "running":
-            task = asyncio.get_running_loop().create_task(
-                self._client.cancel(pending, asynchronous=True)
-            )
-            self._cancels.add(task)
-            task.add_done_callback(self._cancels.discard)
+    def _call_done(self, call: _Call, task: "asyncio.Future[Any]") -> None:
+        """Done-callback of every call's loop task, the one place a call ends: counts each
+        Dask future by how it ended, then releases them all.
 
-    def _count(self, futures: List[Any]) -> None:
-        """Counts each call by how it ended; those not finished were cancelled."""
+        An erred future failed and a pending one was cancelled. A finished one completed,
+        unless the call raised although no future erred: then the result could not be brought
+        back (it could not be pickled, say), and the call failed."""
+        self._calls.discard(task)
+        futures = call.futures
+        failed_in_transit = call.raised and not any(f.status == "error" for f in futures)
         for future in futures:
             status = future.status
-            if status == "finished":
-                self._completed += 1
-            elif status == "error":
+            if status == "error" or (status == "finished" and failed_in_transit):
                 self._failed += 1
+            elif status == "finished":
+                self._completed += 1
             else:
                 self._cancelled += 1
         self._in_flight -= len(futures)
+        self._release(futures)
 
-    async def _result(self, future: Any) -> Any:
+    def _release(self, futures: List[Any]) -> None:
+        """Drops the pool's hold on Dask futures: the scheduler forgets a key that no future
+        holds any more (a task not started never runs; a running one's result is dropped).
+        Explicit, not left to garbage collection: the client keeps an erred future's exception,
+        whose traceback holds the frame that holds the future."""
+        for future in futures:
+            future.release()
+
+    def _submit(self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any], call: _Call) -> Any:
+        # The keyword arguments are bound first: client.submit reads its own (key, workers,
+        # priority...) from the keywords it gets.
+        bound = functools.partial(fn, **kwargs) if kwargs else fn
+        try:
+            future = self._client.submit(bound, *args, pure=self._pure)
+        except TypeError as error:
+            labelled = [(f"argument {index}", arg) for index, arg in enumerate(args)]
+            labelled += [(f"keyword argument {key!r}", value) for key, value in kwargs.items()]
+            _raise_send_error(error, fn, labelled)
+        self._sent(call, [future])
+        return future
+
+    async def _result(self, future: Any, call: _Call) -> Any:
         try:
             return await future
-        except asyncio.CancelledError:  # the awaiting task, or the Dask future, was cancelled
-            self._cancel_on_dask([future])
-            raise
-        except BaseException as error:
+        except Exception as error:
+            call.raised = True
             await _attach_remote_traceback(error, future)
             raise
-        finally:
-            self._count([future])
 
-    async def _start_then_run(self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> Any:
+    async def _start_then_run(
+        self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any], call: _Call
+    ) -> Any:
         await self._ensure_started()
-        return await self._result(self._submit(fn, args, kwargs))
+        return await self._result(self._submit(fn, args, kwargs, call), call)
 
     def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
         """Runs ``fn(*args, **kwargs)`` on the cluster; await the result in the running loop.
 
         The call is submitted at once (once the pool has started); the return value is a task
         of the running loop. Its exception is raised with its type, message and remote
-        traceback; cancelling the task cancels the Dask future.
+        traceback; cancelling the task cancels the call.
 
         Raises:
             RuntimeError: no running event loop, the pool belongs to another loop, or it was
                 shut down.
             TypeError: ``fn`` is not callable.
+            SendError: ``fn`` or an argument cannot be pickled (raised by the task if the
+                pool was still starting).
         """
-        loop = self._loop_for_call()
-        if self._closing:
-            _refuse_shut_down()
-        _check_callable(fn)
+        loop = self._loop_accepting_calls()
+        check_callable(fn)
+        call = _Call()
         if self._ready:
-            call = self._result(self._submit(fn, args, kwargs))
+            body = self._result(self._submit(fn, args, kwargs, call), call)
         else:
-            call = self._start_then_run(fn, args, kwargs)
-        return self._track(loop.create_task(call))
+            body = self._start_then_run(fn, args, kwargs, call)
+        return self._launch(loop, body, call)
 
     def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> DaskFuture[R]:
         """Schedules ``fn(*args, **kwargs)`` on the cluster and returns its :class:`DaskFuture`.
 
         On the pool's loop it is :meth:`run` behind a thread-safe future. From another thread
-        or loop the call is handed to the pool's loop, which must be running and must have
-        started the pool.
+        or loop the call is handed to the pool's loop, which must have started the pool and
+        be running — and keep running until the call ends: a call handed to a loop that
+        stopped meanwhile waits for it to run again.
 
         Raises:
             TypeError: ``fn`` is not callable.
-            RuntimeError: the pool was shut down, or (from another thread) has not started
-                or its loop is closed.
+            SendError: (on the pool's loop) ``fn`` or an argument cannot be pickled; from
+                elsewhere, the future raises it.
+            RuntimeError: the pool was shut down, or (from another thread or loop) has not
+                started or its loop is not running.
         """
-        _check_callable(fn)
+        check_callable(fn)
         if self._closing:
             _refuse_shut_down()
         loop = self._loop
         running = _running_loop()
         if running is not None and (loop is None or loop is running):
-            future: DaskFuture[R] = DaskFuture(self._loop_for_call())
-            future._attach(self.run(fn, *args, **kwargs))
+            task = self.run(fn, *args, **kwargs)
+            future: DaskFuture[R] = DaskFuture(running)
+            future._attach(task)
             return future
         if loop is None:
             raise RuntimeError(
                 "offload: this DaskPool has not started: start it on its event loop (async "
                 "with, await pool.start() or a first run) before submitting from elsewhere"
             )
+        closed = RuntimeError(
+            "offload: this DaskPool's event loop is closed; a DaskPool belongs to the loop it "
+            "started on: create a new one"
+        )
+        if loop.is_closed():
+            raise closed
+        if not loop.is_running():
+            raise RuntimeError(
+                "offload: this DaskPool's event loop is not running, so nothing would send the "
+                "call: submit while the loop runs (run_forever in a thread, or within "
+                "run_until_complete)"
+            )
         future = DaskFuture(loop)
         try:
             loop.call_soon_threadsafe(self._submit_on_loop, future, fn, args, kwargs)
-        except RuntimeError:
-            raise RuntimeError(
-                "offload: this DaskPool's event loop is closed; a DaskPool belongs to the "
-                "loop it started on: create a new one"
-            ) from None
+        except RuntimeError:  # closed meanwhile
+            raise closed from None
         return future
 
     def _submit_on_loop(self, future: DaskFuture[Any], fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> None:
@@ -529,7 +631,7 @@ class DaskPool:
             return
         try:
             task = self.run(fn, *args, **kwargs)
-        except BaseException as error:  # shut down meanwhile
+        except BaseException as error:  # shut down meanwhile, or the call cannot be sent
             try:
                 future.set_exception(error)
             except concurrent.futures.InvalidStateError:
@@ -549,42 +651,37 @@ class DaskPool:
             RuntimeError: no running event loop, the pool belongs to another loop, or it was
                 shut down.
             TypeError: ``fn`` is not callable, or ``iterable`` is not iterable.
+            SendError: (raised by the task) ``fn`` or an item cannot be pickled.
         """
-        loop = self._loop_for_call()
-        if self._closing:
-            _refuse_shut_down()
-        _check_callable(fn)
+        loop = self._loop_accepting_calls()
+        check_callable(fn)
         items = list(iterable)
-        return self._track(loop.create_task(self._map(fn, items)))
+        call = _Call()
+        return self._launch(loop, self._map(fn, items, call), call)
 
-    async def _map(self, fn: Callable[[T], R], items: List[T]) -> List[R]:
+    async def _map(self, fn: Callable[[T], R], items: List[T], call: _Call) -> List[R]:
         if not items:
             return []
         await self._ensure_started()
-        futures = self._client.map(fn, items, pure=self._pure)
-        self._submitted += len(futures)
-        self._in_flight += len(futures)
+        try:
+            futures = self._client.map(fn, items, pure=self._pure)
+        except TypeError as error:
+            _raise_send_error(error, fn, [(f"item {index}", item) for index, item in enumerate(items)])
+        self._sent(call, futures)
         try:
             results = await self._client.gather(futures, asynchronous=True)
-        except asyncio.CancelledError:
-            self._cancel_on_dask(futures)
-            self._count(futures)
-            raise
-        except BaseException:
+        except Exception:
+            call.raised = True
             # gather raises the error of any failed future: raise the lowest-indexed one.
             first = next((f for f in futures if f.status == "error"), None)
-            self._cancel_on_dask(futures)
-            self._count(futures)
             if first is None:
                 raise
-            error = await first.exception()
-            error = error.with_traceback(await first.traceback())
         else:
-            self._completed += len(futures)
-            self._in_flight -= len(futures)
             return list(results)
-        await _attach_remote_traceback(error, first)
-        raise error
+        # Raised here, not in the except clause, which would chain gather's error to it.
+        failure = await first.exception()
+        await _attach_remote_traceback(failure, first)
+        raise failure.with_traceback(await first.traceback())
 
     def imap(
         self,
@@ -603,17 +700,18 @@ class DaskPool:
         iteration; leaving the loop early cancels the calls in flight.
 
         Raises:
+            RuntimeError: no running event loop, the pool belongs to another loop, or it was
+                shut down (checked again when the iteration starts).
             TypeError: ``fn`` is not callable, ``window`` is not an int.
             ValueError: ``window`` is less than 1.
         """
-        _check_callable(fn)
+        self._loop_accepting_calls()
+        check_callable(fn)
         limit = None if window is None else check_window(window)
         return self._imap(fn, iter(iterable), ordered, limit)
 
     async def _imap(self, fn: Callable[[T], R], items: Iterator[T], ordered: bool, window: Optional[int]) -> AsyncIterator[R]:
-        self._loop_for_call()
-        if self._closing:
-            _refuse_shut_down()
+        self._loop_accepting_calls()  # again: it may have been shut down since imap() was called
         await self._ensure_started()
         limit = window if window is not None else 4 * max(1, self._refresh_threads())
         stream = (_imap_ordered if ordered else _imap_unordered)(self.run, fn, items, limit)
@@ -630,7 +728,12 @@ class DaskPool:
         """The pool's counters, as :class:`PoolStats`: ``workers`` is the number of worker
         threads in the cluster (as the client last heard, every few seconds), ``queued`` this
         pool's calls not finished yet (waiting or running), ``busy`` always 0; ``submitted``,
-        ``completed``, ``failed`` and ``cancelled`` count calls (one per ``map`` item).
+        ``completed``, ``failed`` and ``cancelled`` count calls sent to the cluster (one per
+        ``map`` item), each counted once its loop task ended: ``failed`` if its Dask task
+        raised or its result could not be brought back, ``cancelled`` if it was dropped
+        before its Dask task finished, else ``completed``. A :class:`DaskFuture` cancelled
+        from another thread just as its call ends reports cancelled, while its call may be
+        counted as it ended.
         """
         if self._ready and not self._closed and _running_loop() is self._loop:
             self._refresh_threads()  # after shutdown: the last count seen
@@ -647,41 +750,46 @@ class DaskPool:
     async def aclose(self, *, cancel_pending: bool = False) -> None:
         """Shuts the pool down and waits: no more calls; the calls in flight finish (or, with
         ``cancel_pending``, are cancelled); then the client and the cluster the pool created
-        are closed. A client it was given stays open. Calling it again is harmless.
+        are closed. A client it was given stays open. Calling it again is harmless; after a
+        close that failed or was cancelled, it tries again.
+
+        Raises:
+            RuntimeError: called on another loop than the pool's (from another thread, use
+                ``shutdown()``).
         """
         if self._closed or self._loop is None:  # never started: nothing of its own is open
             self._closing = self._closed = True
             return
-        self._loop_for_call()
-        self._begin_close(cancel_pending)
-        assert self._closing_task is not None
-        await asyncio.shield(self._closing_task)
+        self._loop_for_call(USE_SHUTDOWN)
+        await asyncio.shield(self._begin_close(cancel_pending))
 
-    def _begin_close(self, cancel_pending: bool) -> None:
-        """On the pool's loop: stops intake and starts closing (once)."""
+    def _begin_close(self, cancel_pending: bool) -> "asyncio.Future[None]":
+        """On the pool's loop: stops intake and starts closing, unless a close is under way;
+        returns the close's task. A close that failed or was cancelled (its loop shut down
+        first, say) left the pool not closed: this one tries again."""
         self._closing = True
         if cancel_pending:
             for task in list(self._calls):
                 task.cancel()
-        if self._closing_task is None:
-            self._closing_task = asyncio.get_running_loop().create_task(self._close())
+        closing = self._closing_task
+        if closing is None or (closing.done() and not self._closed):
+            closing = self._closing_task = asyncio.get_running_loop().create_task(self._close())
+        return closing
 
     async def _close(self) -> None:
+        """Waits for the start and the calls in flight, then closes what the pool owns; marks
+        the pool closed only if all of that succeeded."""
+        if self._starting is not None:  # let a start finish, to close what it opened
+            await asyncio.wait([self._starting])
+        while self._calls:
+            await asyncio.wait(list(self._calls))
         try:
-            if self._starting is not None:  # let a start finish, to close what it opened
-                await asyncio.wait([self._starting])
-            while self._calls:
-                await asyncio.wait(list(self._calls))
-            if self._cancels:  # cancel messages leave before the client closes
-                await asyncio.wait(list(self._cancels))
             if self._client is not None and self._owns_client:
                 await self._client.close()
         finally:
-            try:
-                if self._cluster is not None:
-                    await self._cluster.close()
-            finally:
-                self._closed = True
+            if self._cluster is not None:
+                await self._cluster.close()
+        self._closed = True
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stops accepting calls and closes the client and the cluster the pool created, once
@@ -690,7 +798,11 @@ class DaskPool:
         From another thread than the pool's loop, ``wait=True`` returns once all is closed.
         On the loop's own thread it cannot wait — the loop drives the client — and raises
         :class:`RuntimeError`: ``await pool.aclose()`` there, or ``shutdown(wait=False)``,
-        which closes in a loop task. Calling it again is harmless.
+        which closes in a loop task: the loop must keep running until that task is done (a
+        loop that ends first, as ``asyncio.run`` does when its main coroutine returns,
+        cancels it and leaves the cluster open; ``await pool.aclose()`` waits for it). A close
+        that failed or was cancelled is tried again by the next call; calling it again
+        otherwise is harmless.
 
         Raises:
             RuntimeError: ``wait=True`` on the pool's loop thread, or the pool's loop is not

@@ -29,7 +29,7 @@ from typing import (
 )
 
 from . import _core, _threads  # noqa: F401 (_threads names the workers for threading)
-from ._checks import check_count, check_name, check_timeout, check_window
+from ._checks import check_callable, check_count, check_name, check_timeout, check_window
 from ._core import Pool as _NativePool
 from ._loop import notifier_for
 from ._loop import reset_after_fork as _reset_loops_after_fork
@@ -218,8 +218,7 @@ class _PoolBase:
             TypeError: ``fn`` is not callable, or ``iterable`` is not iterable.
         """
         loop = _get_running_loop()
-        if not callable(fn):
-            raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+        check_callable(fn)
         items = list(iterable)
         future = loop.create_future()
         if not items:
@@ -269,8 +268,7 @@ class _PoolBase:
             TypeError: ``fn`` is not callable, ``window`` is not an int.
             ValueError: ``window`` is less than 1.
         """
-        if not callable(fn):
-            raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+        check_callable(fn)
         limit = 4 * self.workers if window is None else check_window(window)
         iterator = iter(iterable)
         if ordered:
