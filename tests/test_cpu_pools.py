@@ -270,10 +270,11 @@ def test_run_returns_the_loops_own_future(arun: Any, pool: Any) -> None:
     assert arun(main) == 16
 
 
-def test_run_without_a_running_loop_raises_and_submits_nothing(pool: Any) -> None:
-    with pytest.raises(RuntimeError):
-        pool.run(cpu_work.square, 2)
+def test_run_without_a_running_loop_submits_nothing_until_awaited(pool: Any) -> None:
+    call = pool.run(cpu_work.square, 2)
     assert pool.stats().submitted == 0
+    assert asyncio.run(bounded(call)) == 4
+    assert pool.stats().submitted == 1
 
 
 def test_calls_run_in_a_worker_interpreter_or_process(run_async: Any, pool: Any, kind: str) -> None:

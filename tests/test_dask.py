@@ -305,15 +305,18 @@ def test_stats_count_calls_cancelled_before_their_first_step(
             gathered.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await gathered
-            s = pool.stats()
-            assert (s.submitted, s.cancelled, s.queued) == (5, 5, 0), s
+            # A call's cancellation reaches its Dask task on the loop's next turn.
+            await wait_until(
+                lambda: (lambda s: (s.submitted, s.cancelled, s.queued) == (5, 5, 0))(pool.stats()),
+                "every call counted cancelled",
+            )
             await wait_until(lambda: _count_keys(observer, "block-", 0), "the keys forgotten")
 
         # before the pool started, nothing was sent: nothing is counted
         pool = offload.DaskPool(cluster.scheduler_address)
         call = pool.run(dask_work.square, 1)
         call.cancel()
-        await asyncio.wait([call])
+        await asyncio.gather(call, return_exceptions=True)
         await pool.aclose()
         assert pool.stats() == offload.PoolStats(0, 0, 0, 0, 0, 0, 0)
 

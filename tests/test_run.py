@@ -69,9 +69,13 @@ def test_run_rejects_a_non_callable_at_call_time(arun) -> None:
         arun(main)
 
 
-def test_run_without_a_running_loop_raises_runtime_error() -> None:
-    with pytest.raises(RuntimeError):
-        offload.run(add, 1)
+def test_run_without_a_running_loop_submits_nothing_until_awaited() -> None:
+    with offload.Pool(workers=1) as pool:
+        call = pool.run(add, 1, 2)
+        assert asyncio.iscoroutine(call) and not asyncio.isfuture(call)
+        assert pool.stats().submitted == 0
+        assert asyncio.run(call) == 3
+        assert pool.stats().submitted == 1
 
 
 def test_gather_of_many_runs_keeps_every_result_in_order(arun) -> None:

@@ -8,8 +8,9 @@ through fails the check too).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
-from typing import AsyncIterator, List, Optional
+from typing import AsyncIterator, List, Optional, Tuple
 
 from typing_extensions import assert_type
 
@@ -32,6 +33,10 @@ async def calls() -> None:
     await offload.run(parse, "1", bas=2)  # type: ignore[call-arg]
     await offload.run(greet)  # type: ignore[call-arg]
     offload.run(42)  # type: ignore[arg-type]
+    # A call is a future and a coroutine: tasks, task groups and gather all take it.
+    assert_type(offload.run(parse, "1"), offload.Call[int])
+    assert_type(asyncio.create_task(offload.run(parse, "1")), "asyncio.Task[int]")
+    assert_type(await asyncio.gather(offload.run(parse, "1"), offload.run(greet, "x")), Tuple[int, str])
 
     pool = offload.Pool(workers=4, name="typed")
     assert_type(await pool.run(parse, "7"), int)

@@ -451,30 +451,6 @@ PyTypeObject* awaitable_type = nullptr;
 PyObject* throw_name = nullptr;  // "throw", interned
 const char* const kAwaitNames[] = {"recv", "send", "__anext__"};
 
-// Marks an awaitable as running for one call; refuses a re-entrant one (a signal handler, a
-// __del__ or another thread stepping it meanwhile), which could otherwise free a running
-// coroutine.
-class RunningScope {
- public:
-  explicit RunningScope(ChannelAwaitable* self) : self_(self), entered_(!self->running) {
-    if (entered_) {
-      self->running = true;
-    } else {
-      PyErr_SetString(PyExc_ValueError, "coroutine already executing");
-    }
-  }
-  ~RunningScope() {
-    if (entered_) self_->running = false;
-  }
-  RunningScope(const RunningScope&) = delete;
-  RunningScope& operator=(const RunningScope&) = delete;
-  bool entered() const { return entered_; }
-
- private:
-  ChannelAwaitable* self_;
-  const bool entered_;
-};
-
 // Ends the delegation to `inner` if it is still the current one.
 void drop_inner(ChannelAwaitable* self, PyObject* inner) {
   self->state = kDone;
@@ -507,19 +483,6 @@ PyObject* new_awaitable(const Bound& bound, int kind, PyObject* item) {
   return reinterpret_cast<PyObject*>(self);
 }
 
-// StopIteration(value), set as the error, for a result returned through the iterator protocol.
-void set_stop_iteration(PyObject* value) {
-  if (value == Py_None) {
-    PyErr_SetNone(PyExc_StopIteration);
-    return;
-  }
-  PyObject* stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-  if (stop != nullptr) {
-    PyErr_SetObject(PyExc_StopIteration, stop);
-    Py_DECREF(stop);
-  }
-}
-
 enum class Step { kYield, kReturn, kError };
 
 // One step of the delegated coroutine: send `arg` into it. `inner` is pinned for the call.
@@ -549,7 +512,7 @@ Step delegate(ChannelAwaitable* self, PyObject* arg, PyObject** out) {
 
 Step step(ChannelAwaitable* self, PyObject* arg, PyObject** out) {
   *out = nullptr;
-  RunningScope running(self);
+  RunningScope<ChannelAwaitable> running(self);
   if (!running.entered()) return Step::kError;
   if (self->state == kDelegating) return delegate(self, arg, out);
   if (self->state == kDone) {
@@ -637,11 +600,8 @@ PySendResult awaitable_am_send(PyObject* self, PyObject* arg, PyObject** out) {
 // operation never started (or is over) and the exception is raised as it is.
 PyObject* awaitable_throw(PyObject* op, PyObject* const* args, Py_ssize_t nargs) {
   auto* self = reinterpret_cast<ChannelAwaitable*>(op);
-  if (nargs < 1 || nargs > 3) {
-    PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
-    return nullptr;
-  }
-  RunningScope running(self);
+  if (!check_throw_args(nargs)) return nullptr;
+  RunningScope<ChannelAwaitable> running(self);
   if (!running.entered()) return nullptr;
   if (self->state == kDelegating) {
     Ref inner = Ref::borrow(self->inner);
@@ -655,22 +615,13 @@ PyObject* awaitable_throw(PyObject* op, PyObject* const* args, Py_ssize_t nargs)
   }
   self->state = kDone;
   Py_CLEAR(self->item);
-  PyObject* type = args[0];
-  PyObject* value = nargs > 1 ? args[1] : Py_None;
-  if (PyExceptionInstance_Check(type)) {
-    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(type)), type);
-  } else if (PyExceptionClass_Check(type)) {
-    PyErr_SetObject(type, value == Py_None ? nullptr : value);
-  } else {
-    PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from "
-                                     "BaseException");
-  }
+  raise_thrown(args, nargs);
   return nullptr;
 }
 
 PyObject* awaitable_close(PyObject* op, PyObject*) {
   auto* self = reinterpret_cast<ChannelAwaitable*>(op);
-  RunningScope running(self);
+  RunningScope<ChannelAwaitable> running(self);
   if (!running.entered()) return nullptr;
   self->state = kDone;
   Py_CLEAR(self->item);

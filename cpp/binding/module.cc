@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "call.h"
 #include "channels.h"
 #include "collectable.h"
 #include "interpreters.h"
@@ -348,8 +349,6 @@ class PyPool {
 // forgets any loop, so a cached entry is never taken for a new loop at a reused address.
 std::uint64_t loop_generation = 0;  // guarded by the GIL
 PyObject* notifier_lookup = nullptr;  // offload._loop.notifier_for
-PyObject* get_running_loop = nullptr;  // asyncio.get_running_loop
-PyObject* create_future_name = nullptr;
 
 struct LoopCache {
   PyObject* loop = nullptr;  // identity only, never dereferenced
@@ -372,10 +371,60 @@ std::shared_ptr<Notifier> notifier_of(PyObject* loop) {
 struct Runner {
   PyPool* pool;
   PyObject* owner;  // the _core.Pool object, kept alive by the runner
+  PyObject* name;   // what a LazyCall of it is called ("offload.Pool.run"), a str
 };
 
 constexpr const char* kRunnerCapsule = "offload._core.Runner";
 
+// Submits fn(*args, **kwargs) (kwargs may be null), in a copy of the current context, to run
+// on the pool; its outcome completes `call`, a Call of `loop`. False with an error set.
+bool submit_run(Runner* runner, PyObject* loop, PyObject* call, PyObject* fn, Ref args,
+                Ref kwargs) {
+  Ref context = Ref::steal(PyContext_CopyCurrent());
+  if (!context) return false;
+  try {
+    std::shared_ptr<Notifier> notifier = notifier_of(loop);
+    runner->pool->run_on_loop(notifier, call,
+                              Call{Ref::borrow(fn), std::move(args), std::move(kwargs),
+                                   std::move(context)});
+  } catch (pyb::error_already_set& e) {
+    e.restore();
+    return false;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return false;
+  }
+  return true;
+}
+
+// The start of a LazyCall of run: start_run(call, runner, fn, args, kwargs), on the loop of
+// its first step. The context is copied now, in the awaiting task, as asyncio.to_thread does.
+PyObject* start_run(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 5) {
+    PyErr_SetString(PyExc_TypeError, "start_run() takes 5 arguments");
+    return nullptr;
+  }
+  auto* runner = static_cast<Runner*>(PyCapsule_GetPointer(args[1], kRunnerCapsule));
+  if (runner == nullptr) return nullptr;
+  PyObject* loop = running_loop();
+  if (loop == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "no running event loop");
+    return nullptr;
+  }
+  if (!submit_run(runner, loop, args[0], args[2], Ref::borrow(args[3]),
+                  args[4] == Py_None ? Ref() : Ref::borrow(args[4]))) {
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef start_run_def = {
+    "start_run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(start_run)),
+    METH_FASTCALL, nullptr};
+PyObject* start_run_fn = nullptr;  // start_run as a function object
+
+// pool.run(fn, *args, **kwargs): a Call of the running loop with the call submitted, or with no
+// running loop a LazyCall that submits it when first awaited.
 PyObject* fast_run(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
   auto* runner = static_cast<Runner*>(PyCapsule_GetPointer(capsule, kRunnerCapsule));
   if (runner == nullptr) return nullptr;
@@ -390,8 +439,6 @@ PyObject* fast_run(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf, 
                  Py_TYPE(fn)->tp_name);
     return nullptr;
   }
-  Ref loop = Ref::steal(PyObject_CallNoArgs(get_running_loop));
-  if (!loop) return nullptr;
   Ref call_args = Ref::steal(PyTuple_New(nargs - 1));
   if (!call_args) return nullptr;
   for (Py_ssize_t i = 1; i < nargs; ++i) {
@@ -407,23 +454,19 @@ PyObject* fast_run(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf, 
       }
     }
   }
-  Ref context = Ref::steal(PyContext_CopyCurrent());
-  if (!context) return nullptr;
-  Ref future = Ref::steal(PyObject_CallMethodNoArgs(loop.get(), create_future_name));
-  if (!future) return nullptr;
-  try {
-    std::shared_ptr<Notifier> notifier = notifier_of(loop.get());
-    runner->pool->run_on_loop(
-        notifier, future.get(),
-        Call{Ref::borrow(fn), std::move(call_args), std::move(kwargs), std::move(context)});
-  } catch (pyb::error_already_set& e) {
-    e.restore();
-    return nullptr;
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
+  PyObject* loop = running_loop();
+  if (loop == nullptr) {
+    Ref start_args = Ref::steal(PyTuple_Pack(4, capsule, fn, call_args.get(),
+                                             kwargs ? kwargs.get() : Py_None));
+    if (!start_args) return nullptr;
+    return new_lazy_call(runner->name, start_run_fn, start_args.get());
+  }
+  Ref call = Ref::steal(new_call(loop));
+  if (!call) return nullptr;
+  if (!submit_run(runner, loop, call.get(), fn, std::move(call_args), std::move(kwargs))) {
     return nullptr;
   }
-  return future.release();
+  return call.release();
 }
 
 PyMethodDef fast_run_def = {
@@ -466,15 +509,19 @@ PyMethodDef run_on_default_def = {
     "    RuntimeError: no running event loop, or the default pool was shut down.\n"
     "    TypeError: ``fn`` is not callable.\n"};
 
-PyObject* make_runner(PyPool& pool, const pyb::object& owner) {
-  auto* runner = new Runner{&pool, new_ref(owner.ptr())};
+PyObject* make_runner(PyPool& pool, const pyb::object& owner, const std::string& name) {
+  PyObject* name_obj = PyUnicode_FromStringAndSize(name.data(), static_cast<Py_ssize_t>(name.size()));
+  if (name_obj == nullptr) throw pyb::error_already_set();
+  auto* runner = new Runner{&pool, new_ref(owner.ptr()), name_obj};
   PyObject* capsule = PyCapsule_New(runner, kRunnerCapsule, [](PyObject* c) {
     auto* r = static_cast<Runner*>(PyCapsule_GetPointer(c, kRunnerCapsule));
     Py_DECREF(r->owner);
+    Py_DECREF(r->name);
     delete r;
   });
   if (capsule == nullptr) {
     Py_DECREF(runner->owner);
+    Py_DECREF(runner->name);
     delete runner;
     throw pyb::error_already_set();
   }
@@ -564,9 +611,11 @@ PYBIND11_MODULE(_core, m) {
            pyb::arg("initargs") = pyb::tuple(), pyb::arg("interpreter_bootstrap") = pyb::none(),
            pyb::arg("separator") = "-")
       .def("runner",
-           [](pyb::object self) {
-             return pyb::reinterpret_steal<pyb::object>(make_runner(self.cast<PyPool&>(), self));
-           })
+           [](pyb::object self, const std::string& name) {
+             return pyb::reinterpret_steal<pyb::object>(
+                 make_runner(self.cast<PyPool&>(), self, name));
+           },
+           pyb::arg("name") = "offload.run")
       .def("map_on_loop", &PyPool::map_on_loop)
       .def("submit", &PyPool::submit)
       .def("submit_concurrent", &PyPool::submit_concurrent)
@@ -602,8 +651,9 @@ PYBIND11_MODULE(_core, m) {
   });
   m.add_object("run_on_default",
                pyb::reinterpret_steal<pyb::object>(PyCFunction_NewEx(&run_on_default_def, nullptr, m.ptr())));
-  get_running_loop = pyb::object(pyb::module_::import("asyncio").attr("get_running_loop")).release().ptr();
-  create_future_name = PyUnicode_InternFromString("create_future");
+  if (!add_call_types(m.ptr())) throw pyb::error_already_set();
+  start_run_fn = PyCFunction_NewEx(&start_run_def, nullptr, nullptr);
+  if (start_run_fn == nullptr) throw pyb::error_already_set();
   m.def("reset_after_fork", &reset_garbage_after_fork);
   bind_channels(m);
 }

@@ -234,6 +234,51 @@ void restore_error(PyObject* error) {
 #endif
 }
 
+void set_stop_iteration(PyObject* value) {
+  if (value == Py_None) {
+    PyErr_SetNone(PyExc_StopIteration);
+    return;
+  }
+  // StopIteration(value), so that a tuple or an exception value is not taken for the args.
+  PyObject* stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+  if (stop != nullptr) {
+    PyErr_SetObject(PyExc_StopIteration, stop);
+    Py_DECREF(stop);
+  }
+}
+
+bool check_throw_args(Py_ssize_t nargs) {
+  if (nargs >= 1 && nargs <= 3) return true;
+  PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+  return false;
+}
+
+void raise_thrown(PyObject* const* args, Py_ssize_t nargs) {
+  PyObject* type = args[0];
+  PyObject* value = nargs > 1 ? args[1] : Py_None;
+  PyObject* traceback = nargs > 2 ? args[2] : Py_None;
+  if (PyExceptionInstance_Check(type)) {
+    if (value != Py_None) {
+      PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+      return;
+    }
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(type)), type);
+  } else if (PyExceptionClass_Check(type)) {
+    PyErr_SetObject(type, value == Py_None ? nullptr : value);
+  } else {
+    PyErr_Format(PyExc_TypeError,
+                 "exceptions must be classes or instances deriving from BaseException, not %s",
+                 Py_TYPE(type)->tp_name);
+    return;
+  }
+  if (traceback != Py_None && PyTraceBack_Check(traceback)) {
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    Py_XDECREF(tb);
+    PyErr_Restore(t, v, new_ref(traceback));
+  }
+}
+
 namespace {
 
 // Runs `invoke` (which returns a new reference or null with an error set) inside `context`.

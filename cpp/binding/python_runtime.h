@@ -146,6 +146,39 @@ Ref fetch_error();
 // Raises `error` (an exception instance) into the error indicator (GIL held).
 void restore_error(PyObject* error);
 
+// The coroutine protocol, for native awaitables (GIL held):
+// Sets StopIteration(value) as the error: how send() returns a coroutine's result.
+void set_stop_iteration(PyObject* value);
+// throw(exc) / throw(type[, value[, traceback]]) takes 1 to 3 arguments; TypeError otherwise.
+bool check_throw_args(Py_ssize_t nargs);
+// Sets the exception that throw(*args) raises, as a generator does when it is not running.
+void raise_thrown(PyObject* const* args, Py_ssize_t nargs);
+
+// Marks a native coroutine (any struct with a `bool running`) as running for one step, and
+// refuses a re-entrant step (a signal handler, a __del__ or another thread stepping it
+// meanwhile) with the error coroutines give, which could otherwise free what the step uses.
+template <class T>
+class RunningScope {
+ public:
+  explicit RunningScope(T* self) : self_(self), entered_(!self->running) {
+    if (entered_) {
+      self->running = true;
+    } else {
+      PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+    }
+  }
+  ~RunningScope() {
+    if (entered_) self_->running = false;
+  }
+  RunningScope(const RunningScope&) = delete;
+  RunningScope& operator=(const RunningScope&) = delete;
+  bool entered() const { return entered_; }
+
+ private:
+  T* self_;
+  const bool entered_;
+};
+
 // Calls fn(*args, **kwargs) inside `context` (may be null) and captures the outcome. GIL held.
 Outcome call(PyObject* fn, PyObject* args, PyObject* kwargs, PyObject* context);
 // Calls fn(arg) inside `context` (may be null). GIL held.

@@ -22,6 +22,7 @@ wake-up per burst of results, whatever the number of results.
 """
 
 __all__ = [
+    "Call",
     "Channel",
     "ChannelClosed",
     "ChannelStats",
@@ -65,6 +66,7 @@ if _in_worker_interpreter:
 
     _install(globals(), __all__)
 else:
+    from ._call import Call
     from ._channel import (
         Channel,
         ChannelStats,

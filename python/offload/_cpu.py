@@ -31,6 +31,9 @@ from ._checks import check_callable, check_count, check_name
 from ._pool import Future, _PoolBase
 
 if TYPE_CHECKING:
+    from ._call import Call
+
+if TYPE_CHECKING:
     import asyncio
 
     from typing_extensions import ParamSpec
@@ -162,7 +165,7 @@ class _PickledPool(_PoolBase):
         job = self._encode(fn, args, kwargs)
         return Future(self._core.submit(self._call, (job,), None, None))
 
-    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "Call[R]":
         """Runs ``fn(*args, **kwargs)`` on a worker; await the result in the running loop.
 
         ``fn`` and the arguments are pickled now, so a failure to pickle raises here. The

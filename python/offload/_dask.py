@@ -31,6 +31,7 @@ without it.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import concurrent.futures
 import functools
 import importlib
@@ -56,6 +57,8 @@ from typing import (
     cast,
 )
 
+from ._call import AwaitedAsCoroutine, Call
+from ._call import start_call as _start_call
 from ._checks import check_callable, check_window
 from ._cpu import _describe
 from ._errors import RemoteTraceback, SendError
@@ -152,7 +155,39 @@ class _Call:
         self.raised = False
 
 
-class DaskFuture(concurrent.futures.Future[T]):
+async def _unless_cancelled(call: "Call[T]", body: "Coroutine[Any, Any, T]") -> T:
+    """Runs ``body`` unless ``call`` was cancelled before the task's first step (the
+    cancellation reaches the task itself only one loop turn later, through _follow)."""
+    if call.cancelled():
+        body.close()
+        raise asyncio.CancelledError
+    return await body
+
+
+def _follow(call: "Call[T]", task: "asyncio.Future[T]") -> None:
+    """Makes ``call`` settle as ``task`` does, and cancelling ``call`` cancel ``task``."""
+
+    def settle(task: "asyncio.Future[T]") -> None:
+        if call.done():
+            return
+        if task.cancelled():
+            call.cancel()
+            return
+        error = task.exception()
+        if error is not None:
+            call.set_exception(error)
+        else:
+            call.set_result(task.result())
+
+    def cancel(call: "asyncio.Future[T]") -> None:
+        if call.cancelled():
+            task.cancel()
+
+    task.add_done_callback(settle)
+    call.add_done_callback(cancel)
+
+
+class DaskFuture(AwaitedAsCoroutine, concurrent.futures.Future[T]):
     """The result of :meth:`DaskPool.submit`: a :class:`concurrent.futures.Future` that is
     also awaitable, from any event loop.
 
@@ -182,6 +217,7 @@ class DaskFuture(concurrent.futures.Future[T]):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
+        self._driver = None  # see AwaitedAsCoroutine
         self._loop = loop  # the pool's loop
         self._task: "Optional[asyncio.Future[T]]" = None  # the call, on that loop
 
@@ -251,6 +287,9 @@ class DaskFuture(concurrent.futures.Future[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         return asyncio.wrap_future(self, loop=asyncio.get_running_loop()).__await__()
+
+
+collections.abc.Coroutine.register(DaskFuture)
 
 
 class DaskPool:
@@ -485,13 +524,19 @@ class DaskPool:
     # -- calls -------------------------------------------------------------------------------
 
     def _launch(
-        self, loop: asyncio.AbstractEventLoop, body: "Coroutine[Any, Any, R]", call: _Call
-    ) -> "asyncio.Future[R]":
-        """The loop task of a call, whose end the pool sees in ``_call_done``."""
-        task = loop.create_task(body)
+        self,
+        loop: asyncio.AbstractEventLoop,
+        body: "Coroutine[Any, Any, R]",
+        record: _Call,
+        call: "Call[R]",
+    ) -> None:
+        """Runs a call's body in a loop task, whose end the pool sees in ``_call_done``, and
+        makes ``call`` (what run and map return) follow it: its outcome, and cancelling it
+        cancels the task."""
+        task = loop.create_task(_unless_cancelled(call, body))
         self._calls.add(task)
-        task.add_done_callback(functools.partial(self._call_done, call))
-        return task
+        task.add_done_callback(functools.partial(self._call_done, record))
+        _follow(call, task)
 
     def _sent(self, call: _Call, futures: List[Any]) -> None:
         call.futures.extend(futures)
@@ -554,28 +599,33 @@ class DaskPool:
         await self._ensure_started()
         return await self._result(self._submit(fn, args, kwargs, call), call)
 
-    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "Call[R]":
         """Runs ``fn(*args, **kwargs)`` on the cluster; await the result in the running loop.
 
-        The call is submitted at once (once the pool has started); the return value is a task
-        of the running loop. Its exception is raised with its type, message and remote
-        traceback; cancelling the task cancels the call.
+        The call is submitted at once (once the pool has started); the return value is a
+        :class:`Call` of the running loop, as for :meth:`Pool.run` (with no running loop, a
+        coroutine that starts the call when first awaited). Its exception is raised with its
+        type, message and remote traceback; cancelling the awaiting task cancels the call.
 
         Raises:
-            RuntimeError: no running event loop, the pool belongs to another loop, or it was
-                shut down.
+            RuntimeError: the pool belongs to another loop, or it was shut down.
             TypeError: ``fn`` is not callable.
             SendError: ``fn`` or an argument cannot be pickled (raised by the task if the
                 pool was still starting).
         """
-        loop = self._loop_accepting_calls()
         check_callable(fn)
-        call = _Call()
+        if self._closing:
+            _refuse_shut_down()
+        return _start_call("offload.DaskPool.run", self._start_run, fn, args, kwargs)
+
+    def _start_run(self, call: "Call[Any]", fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> None:
+        loop = self._loop_accepting_calls()
+        record = _Call()
         if self._ready:
-            body = self._result(self._submit(fn, args, kwargs, call), call)
+            body = self._result(self._submit(fn, args, kwargs, record), record)
         else:
-            body = self._start_then_run(fn, args, kwargs, call)
-        return self._launch(loop, body, call)
+            body = self._start_then_run(fn, args, kwargs, record)
+        self._launch(loop, body, record, call)
 
     def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> DaskFuture[R]:
         """Schedules ``fn(*args, **kwargs)`` on the cluster and returns its :class:`DaskFuture`.
@@ -639,25 +689,30 @@ class DaskPool:
             return
         future._attach(task)
 
-    def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "asyncio.Future[List[R]]":
+    def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "Call[List[R]]":
         """Runs ``fn(item)`` for every item on the cluster; await the list of results.
 
         The list keeps the input order. The iterable is consumed at once, and every item is
         one Dask task (``client.map``). If calls raise, the exception of the lowest-indexed
         call that had failed when the first failure arrived is raised, and the calls still
-        pending are cancelled. Cancelling the awaiting task cancels every call.
+        pending are cancelled. Cancelling the awaiting task cancels every call. The result is
+        a :class:`Call`, as for :meth:`run`.
 
         Raises:
-            RuntimeError: no running event loop, the pool belongs to another loop, or it was
-                shut down.
+            RuntimeError: the pool belongs to another loop, or it was shut down.
             TypeError: ``fn`` is not callable, or ``iterable`` is not iterable.
             SendError: (raised by the task) ``fn`` or an item cannot be pickled.
         """
-        loop = self._loop_accepting_calls()
         check_callable(fn)
+        if self._closing:
+            _refuse_shut_down()
         items = list(iterable)
-        call = _Call()
-        return self._launch(loop, self._map(fn, items, call), call)
+        return _start_call("offload.DaskPool.map", self._start_map, fn, items)
+
+    def _start_map(self, call: "Call[List[Any]]", fn: Callable[[Any], Any], items: List[Any]) -> None:
+        loop = self._loop_accepting_calls()
+        record = _Call()
+        self._launch(loop, self._map(fn, items, record), record, call)
 
     async def _map(self, fn: Callable[[T], R], items: List[T], call: _Call) -> List[R]:
         if not items:

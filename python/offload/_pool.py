@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import collections.abc
 import itertools
 import os
 import threading
@@ -30,6 +31,8 @@ from typing import (
 
 from . import _core, _threads  # noqa: F401 (_threads names the workers for threading)
 from ._checks import check_callable, check_count, check_name, check_timeout, check_window
+from ._call import AwaitedAsCoroutine, Call
+from ._call import start_call as _start_call
 from ._core import Pool as _NativePool
 from ._loop import notifier_for
 from ._loop import reset_after_fork as _reset_loops_after_fork
@@ -75,7 +78,7 @@ class PoolStats:
     busy: int
 
 
-class Future(Generic[T]):
+class Future(AwaitedAsCoroutine, Generic[T]):
     """The result of :meth:`Pool.submit`: thread-safe, and awaitable from any event loop.
 
     It follows :class:`concurrent.futures.Future`: ``result(timeout)`` and
@@ -104,6 +107,7 @@ class Future(Generic[T]):
 
     def __init__(self, core: _core.Future) -> None:
         self._core = core
+        self._driver = None  # see AwaitedAsCoroutine
 
     def result(self, timeout: Optional[float] = None) -> T:
         """The call's return value; raises its exception. Waits up to ``timeout`` seconds
@@ -166,18 +170,21 @@ class Future(Generic[T]):
         return f"<offload.Future state={state}>"
 
 
+collections.abc.Coroutine.register(Future)
+
+
 class _PoolBase:
     """What every offload pool shares: a native pool of worker threads (``_core.Pool``) behind
     ``map``/``imap``, ``shutdown``, ``stats`` and the context managers. Subclasses define how
     a call reaches a worker: ``run``, ``submit`` and ``_map_calls``."""
 
     _core: _NativePool
-    _run: Callable[..., "asyncio.Future[Any]"]
+    _run: Callable[..., "Call[Any]"]
 
-    def _start(self, core: _NativePool) -> None:
+    def _start(self, core: _NativePool, run_name: str = "") -> None:
         self._core = core
         # The native fast path of run(): a raw vectorcall function bound to the native pool.
-        self._run = core.runner()
+        self._run = core.runner(run_name or f"offload.{type(self).__name__}.run")
         _live_pools.add(self)
 
     @property
@@ -190,14 +197,14 @@ class _PoolBase:
         """The pool's name, the prefix of its threads' names."""
         return str(self._core.name)
 
-    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "Call[R]":
         raise NotImplementedError
 
     def _map_calls(self, fn: Callable[[T], R], items: List[T]) -> Tuple[Callable[[Any], Any], List[Any], Any]:
         """(the function each worker calls, its argument per item, the context to run in)."""
         raise NotImplementedError
 
-    def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "asyncio.Future[List[R]]":
+    def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "Call[List[R]]":
         """Runs ``fn(item)`` for every item on the workers; await the list of results.
 
         The list keeps the input order. The iterable is consumed at once. Items are handed to
@@ -208,25 +215,28 @@ class _PoolBase:
         holds still run, with :func:`offload.cancelled` true so a long call can stop early.
         For calls that must stop at once, use :meth:`imap` or ``run``.
 
+        The result is a :class:`Call`, as for :meth:`run`: in a running loop the map starts at
+        once; with no running loop, when the result is first awaited.
+
         >>> async def main() -> list:
         ...     return await offload.default_pool().map(abs, range(-3, 3))
         >>> asyncio.run(main())
         [3, 2, 1, 0, 1, 2]
 
         Raises:
-            RuntimeError: no running event loop, or the pool was shut down.
+            RuntimeError: the pool was shut down.
             TypeError: ``fn`` is not callable, or ``iterable`` is not iterable.
         """
-        loop = _get_running_loop()
         check_callable(fn)
         items = list(iterable)
-        future = loop.create_future()
+        return _start_call(f"offload.{type(self).__name__}.map", self._start_map, fn, items)
+
+    def _start_map(self, call: "Call[List[R]]", fn: Callable[[T], R], items: List[T]) -> None:
         if not items:
-            future.set_result([])
-            return future
+            call.set_result([])
+            return
         target, calls, context = self._map_calls(fn, items)
-        self._core.map_on_loop(notifier_for(loop), future, target, calls, context)
-        return future
+        self._core.map_on_loop(notifier_for(call.get_loop()), call, target, calls, context)
 
     def imap(
         self,
@@ -393,7 +403,7 @@ class Pool(_PoolBase):
         """
         return Future(self._core.submit(fn, args, kwargs or None, copy_context()))
 
-    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+    def run(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "Call[R]":
         """Runs ``fn(*args, **kwargs)`` on a worker; await the result in the running loop.
 
         Semantics match :func:`asyncio.to_thread`: the call runs in a copy of the caller's
@@ -431,20 +441,36 @@ async def _imap_ordered(
 async def _imap_unordered(
     run: Callable[..., "asyncio.Future[R]"], fn: Callable[[T], R], items: Iterator[T], window: int
 ) -> AsyncIterator[R]:
+    # Not asyncio.wait: it refuses calls, which are coroutines too (see offload.Call).
+    loop = _get_running_loop()
     pending: "Set[asyncio.Future[R]]" = set()
-    done: "Set[asyncio.Future[R]]" = set()
+    done: "collections.deque[asyncio.Future[R]]" = collections.deque()
+    wakeup: "Optional[asyncio.Future[None]]" = None
+
+    def finished(call: "asyncio.Future[R]") -> None:
+        if call in pending:
+            pending.discard(call)
+            done.append(call)
+            if wakeup is not None and not wakeup.done():
+                wakeup.set_result(None)
+
     try:
         while True:
-            for item in itertools.islice(items, window - len(pending)):
-                pending.add(run(fn, item))
-            if not pending:
+            for item in itertools.islice(items, window - len(pending) - len(done)):
+                call = run(fn, item)
+                pending.add(call)
+                call.add_done_callback(finished)
+            if done:
+                yield done.popleft().result()
+            elif pending:
+                wakeup = loop.create_future()
+                await wakeup
+            else:
                 return
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            while done:
-                yield done.pop().result()
     finally:
         _abandon(done)
-        _abandon(pending)
+        _abandon(list(pending))
+        pending.clear()
 
 
 def _abandon(futures: "Iterable[asyncio.Future[Any]]") -> None:
@@ -482,13 +508,16 @@ def default_pool() -> Pool:
         return pool
     with _default_lock:
         if _default is None:
-            _default = Pool(name="offload")
+            pool = Pool(name="offload")
+            # A LazyCall of offload.run calls itself so in the never-awaited warning.
+            pool._run = pool.run = pool._core.runner("offload.run")  # type: ignore[method-assign]
+            _default = pool
         return _default
 
 
 if TYPE_CHECKING:
 
-    def run(fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "asyncio.Future[R]":
+    def run(fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "Call[R]":
         """Runs ``fn(*args, **kwargs)`` on the default pool (see the native docstring)."""
 
 else:
