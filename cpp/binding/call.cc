@@ -123,6 +123,30 @@ PyGetSetDef call_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
+constexpr const char* kCallDoc =
+    "What :func:`offload.run`, :meth:`Pool.run` and :meth:`Pool.map` return: the call's\n"
+    ":class:`asyncio.Future`, of the loop that was running when the call was made, which is\n"
+    "also a coroutine.\n\n"
+    "The call is submitted at once. As a future, the call goes to :func:`asyncio.gather`,\n"
+    ":func:`~asyncio.ensure_future`, :func:`~asyncio.wait_for`, :func:`~asyncio.shield` and\n"
+    ":func:`~asyncio.as_completed` as it is, with no task around it; as a coroutine,\n"
+    ":func:`asyncio.create_task` and ``TaskGroup.create_task`` accept it, as they accept\n"
+    "``asyncio.to_thread(...)``. Cancelling it, or the task that awaits it, cancels the call if\n"
+    "it has not started (a running call can poll :func:`offload.cancelled`).\n\n"
+    ">>> async def main() -> list:\n"
+    "...     call = offload.run(sum, [1, 2, 3])                      # already submitted\n"
+    "...     task = asyncio.create_task(offload.run(max, [4, 5]))   # a coroutine for tasks\n"
+    "...     return await asyncio.gather(call, task)                # a future for gather\n"
+    ">>> asyncio.run(main())\n"
+    "[6, 5]\n\n"
+    "With no running loop, ``run`` and ``map`` return a coroutine instead that starts the call\n"
+    "on the loop that first awaits it, as ``asyncio.to_thread`` does (never awaited, it warns\n"
+    "``RuntimeWarning: coroutine ... was never awaited``):\n\n"
+    ">>> asyncio.run(offload.run(sum, [1, 2, 3]))\n"
+    "6\n\n"
+    ":func:`asyncio.wait` refuses calls from Python 3.11 on, as it refuses every coroutine\n"
+    "(``asyncio.to_thread(...)`` too): hand it tasks, ``asyncio.wait([asyncio.create_task(call)])``.\n";
+
 PyTypeObject* make_call_type() {
   PyType_Slot slots[] = {
 #if PY_VERSION_HEX >= 0x030A0000
@@ -133,10 +157,7 @@ PyTypeObject* make_call_type() {
       {Py_tp_dealloc, reinterpret_cast<void*>(call_dealloc)},
       {Py_tp_traverse, reinterpret_cast<void*>(call_traverse)},
       {Py_tp_clear, reinterpret_cast<void*>(future_base->tp_clear)},
-      {Py_tp_doc, const_cast<char*>(
-                      "The result of offload.run, Pool.run and Pool.map in a running loop: the "
-                      "loop's asyncio.Future of the call, which is also a coroutine, so that "
-                      "asyncio.create_task, TaskGroup and asyncio.run accept it.")},
+      {Py_tp_doc, const_cast<char*>(kCallDoc)},
       {0, nullptr},
   };
   PyType_Spec spec = {"offload.Call", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};

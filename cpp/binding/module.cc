@@ -472,8 +472,8 @@ PyObject* fast_run(PyObject* capsule, PyObject* const* args, Py_ssize_t nargsf, 
 PyMethodDef fast_run_def = {
     "run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(fast_run)),
     METH_FASTCALL | METH_KEYWORDS,
-    "run(fn, /, *args, **kwargs)\n--\n\nRuns ``fn(*args, **kwargs)`` on the pool; returns the "
-    "running loop's future of its result."};
+    "run(fn, /, *args, **kwargs)\n--\n\nRuns ``fn(*args, **kwargs)`` on the pool; returns its "
+    ":class:`offload.Call`."};
 
 // offload.run: fast_run on the default pool, which Python creates on first use.
 PyObject* default_pool_factory = nullptr;  // offload._pool.default_pool
@@ -495,7 +495,10 @@ PyMethodDef run_on_default_def = {
     METH_FASTCALL | METH_KEYWORDS,
     "run(fn, /, *args, **kwargs)\n--\n\n"
     "Runs ``fn(*args, **kwargs)`` on the default pool: a drop-in for :func:`asyncio.to_thread`,\n"
-    "much cheaper per call. Returns the running loop's future of the result.\n\n"
+    "much cheaper per call. Returns a :class:`Call`: in a running loop, the call is submitted\n"
+    "at once and the result is that loop's future of it, which is also a coroutine\n"
+    "(``create_task``, ``TaskGroup`` and ``gather`` all take it); with no running loop, a\n"
+    "coroutine that starts the call when first awaited, as ``to_thread``'s does.\n\n"
     ">>> import hashlib\n"
     ">>> async def main() -> str:\n"
     "...     digest = await offload.run(hashlib.sha256, b\"abc\")\n"
@@ -506,7 +509,7 @@ PyMethodDef run_on_default_def = {
     "raised with its traceback; cancelling the awaiting task cancels the call if it has not\n"
     "started (a running call can poll :func:`offload.cancelled`).\n\n"
     "Raises:\n"
-    "    RuntimeError: no running event loop, or the default pool was shut down.\n"
+    "    RuntimeError: the default pool was shut down.\n"
     "    TypeError: ``fn`` is not callable.\n"};
 
 PyObject* make_runner(PyPool& pool, const pyb::object& owner, const std::string& name) {

@@ -172,10 +172,11 @@ class _PickledPool(_PoolBase):
         exception the call raises comes back with its type and message, its worker-side
         traceback attached as ``__cause__`` (a :class:`RemoteTraceback`). Cancelling the
         awaiting task cancels the call if it has not started; a running call runs to its end.
+        The result is a :class:`Call`, as for :meth:`Pool.run`.
 
         Raises:
             SendError: ``fn`` or an argument cannot be sent to a worker.
-            RuntimeError: no running event loop, or the pool was shut down.
+            RuntimeError: the pool was shut down.
             TypeError: ``fn`` is not callable.
         """
         return self._run(self._call, self._encode(fn, args, kwargs))

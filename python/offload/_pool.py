@@ -409,11 +409,13 @@ class Pool(_PoolBase):
         Semantics match :func:`asyncio.to_thread`: the call runs in a copy of the caller's
         :mod:`contextvars` context, its exception is raised with its traceback, and
         cancelling the awaiting task cancels the call if it has not started (a running call
-        cannot be interrupted; it can poll :func:`offload.cancelled`). The return value is
-        the loop's own future, completed on the loop's thread.
+        cannot be interrupted; it can poll :func:`offload.cancelled`). The return value is a
+        :class:`Call`: in a running loop, the call is submitted at once and this is the
+        loop's own future of it, completed on the loop's thread, and a coroutine too; with
+        no running loop, a coroutine that starts the call on the loop that first awaits it.
 
         Raises:
-            RuntimeError: no running event loop, or the pool was shut down.
+            RuntimeError: the pool was shut down.
             TypeError: ``fn`` is not callable.
         """
         return self._run(fn, *args, **kwargs)
