@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -18,57 +19,92 @@
 #include "offload/this_task.h"
 
 namespace offload {
-class ThreadPool::State {
+class ThreadPool::State : public std::enable_shared_from_this<State> {
  public:
   explicit State(Options options)
       : workers_(options.workers == 0 ? default_worker_count() : options.workers),
+        start_on_demand_(options.start_on_demand),
         name_(std::move(options.name)),
         separator_(std::move(options.separator)),
         max_batch_(std::max<std::size_t>(1, options.max_batch)),
         hooks_(std::move(options.hooks)) {}
 
-  // Starts every worker, or none: when the system refuses a thread, the ones already started
-  // are told to stop and detached (they hold the State and exit on their own, after their
-  // on_start hook, which may need a lock the caller holds, such as Python's GIL), and the
-  // error names how far it got.
-  static void start(const std::shared_ptr<State>& state) {
+  // Starts every worker of a pool that does not start them on demand, or none: when the system
+  // refuses a thread, the ones already started are told to stop and detached (they hold the
+  // State and exit on their own, after their on_start hook, which may need a lock the caller
+  // holds, such as Python's GIL), and the error names how far it got.
+  void start_all() {
+    if (start_on_demand_) return;
     std::vector<std::thread> started;
     std::string failure;
     {
-      absl::MutexLock l(&state->mu_);
-      state->threads_.reserve(state->workers_);
-      state->alive_ = state->workers_;
-      try {
-        for (std::size_t i = 0; i < state->workers_; ++i) {
-          state->threads_.emplace_back([state, i] { state->work(i); });
-        }
-        return;
-      } catch (const std::system_error& error) {
-        failure = "offload: could not start all " + std::to_string(state->workers_) +
-                  " workers (thread " + std::to_string(state->threads_.size() + 1) +
-                  " failed): " + error.what();
-        state->alive_ = state->threads_.size();
-        state->stopping_ = true;
-        state->work_cv_.SignalAll();
-        started.swap(state->threads_);
+      absl::MutexLock l(&mu_);
+      threads_.reserve(workers_);
+      for (std::size_t i = 0; i < workers_; ++i) {
+        Task none;
+        if (start_worker_locked(&none, &failure)) continue;
+        failure = "offload: could not start all " + std::to_string(workers_) + " workers (thread " +
+                  std::to_string(i + 1) + " failed): " + failure;
+        stopping_ = true;
+        wake_all_locked();
+        started.swap(threads_);
+        break;
       }
     }
+    if (failure.empty()) return;
     for (std::thread& t : started) t.detach();
     throw std::runtime_error(failure);
   }
 
-  absl::Status submit(Task task) {
+  absl::Status submit(Task task, bool may_run_here) {
+    enum { kRefused, kRunHere, kStranded } outcome = kRefused;
+    std::deque<Task> stranded;  // tasks no worker could ever run (destroyed outside the lock)
     {
       absl::MutexLock l(&mu_);
       if (!stopping_) {
-        queue_.push_back(std::move(task));
         ++submitted_;
-        if (idle_ > 0) work_cv_.Signal();
-        return absl::OkStatus();
+        if (!parked_.empty()) {
+          queue_.push_back(std::move(task));
+          wake_one_locked();
+          return absl::OkStatus();
+        }
+        if (waking_ > queue_.size()) {  // a worker already woken will take it
+          queue_.push_back(std::move(task));
+          return absl::OkStatus();
+        }
+        if (can_start_locked()) {
+          queue_.push_back(std::move(task));
+          Task first = pop_locked();  // the head goes with the new worker: FIFO holds
+          std::string failure;
+          if (start_worker_locked(&first, &failure)) return absl::OkStatus();
+          queue_.push_front(std::move(first));
+          if (staffed_ > 0) return absl::OkStatus();  // the workers there are will get to it
+          cancelled_ += queue_.size();
+          stranded.swap(queue_);
+          if (busy_ == 0) idle_cv_.SignalAll();
+          outcome = kStranded;
+        } else if (may_run_here && current_pool() == this) {
+          // A worker of this pool, and no worker free to take the task: it runs it itself, so
+          // that waiting for the task afterwards cannot wait forever.
+          outcome = kRunHere;
+        } else {
+          queue_.push_back(std::move(task));
+          return absl::OkStatus();
+        }
       }
     }
-    task = nullptr;  // destroyed outside the lock: it may settle a promise
-    return absl::FailedPreconditionError("offload: submit to a ThreadPool that was shut down");
+    switch (outcome) {
+      case kRunHere:
+        run_one(std::move(task));
+        return absl::OkStatus();
+      case kStranded:
+        stranded.clear();
+        return absl::ResourceExhaustedError(
+            "offload: the pool has no worker and the system refused to start one");
+      default:
+        task = nullptr;  // destroyed outside the lock: it may settle a promise
+        return absl::FailedPreconditionError("offload: submit to a ThreadPool that was shut down");
+    }
   }
 
   void shutdown(Pending pending) {
@@ -81,11 +117,10 @@ class ThreadPool::State {
         dropped.swap(queue_);
         if (busy_ == 0) idle_cv_.SignalAll();
       }
-      work_cv_.SignalAll();
+      wake_all_locked();
     }
     dropped.clear();  // outside the lock
   }
-
   // A non-worker joins the threads it finds and waits until every worker has exited. A worker
   // never blocks in std::thread::join (two workers joining each other would deadlock): it
   // detaches the threads and waits until only workers that are themselves inside join()
@@ -139,6 +174,7 @@ class ThreadPool::State {
     s.cancelled = cancelled_ + task_cancelled_.load(std::memory_order_relaxed);
     s.queued = queue_.size();
     s.busy = busy_;
+    s.threads = alive_;
     return s;
   }
 
@@ -151,40 +187,130 @@ class ThreadPool::State {
 
   bool is_worker_thread() const { return current_pool() == this; }
 
+  // The pool whose worker runs on this thread, if any.
+  static State*& current_pool() {
+    thread_local State* pool = nullptr;
+    return pool;
+  }
+
+  // Compensation: while a worker waits for other work, one more worker may run (see the header).
+  void begin_blocking() {
+    absl::MutexLock l(&mu_);
+    ++blocked_;
+    if (queue_.size() <= parked_.size() + waking_ || !can_start_locked()) return;
+    Task first = pop_locked();
+    std::string failure;
+    if (!start_worker_locked(&first, &failure)) queue_.push_front(std::move(first));
+  }
+
+  void end_blocking() {
+    absl::MutexLock l(&mu_);
+    --blocked_;  // a worker beyond the limit now exits once it finds the queue empty
+  }
+
  private:
+  // A parked worker: it sleeps until a submitter claims it (woken) or the pool stops.
+  struct Parked {
+    absl::CondVar cv;
+    bool woken = false;
+  };
+
   bool idle_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return queue_.empty() && busy_ == 0;
   }
 
-  // The pool whose worker runs on this thread, if any.
-  static const State*& current_pool() {
-    thread_local const State* pool = nullptr;
-    return pool;
+  // Whether one more worker may start now: below the limit (raised by one per blocked worker),
+  // and either on demand or to compensate for a blocked worker.
+  bool can_start_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !stopping_ && (start_on_demand_ || blocked_ > 0) && staffed_ < workers_ + blocked_;
+  }
+
+  // More workers than the limit allows (compensation no longer needed).
+  bool surplus_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return staffed_ > workers_ + blocked_;
+  }
+
+  // Starts a worker that runs `*first` (if any; counted busy) before it takes from the queue.
+  // On failure `*first` is given back and `*failure` says why. The thread is made under the
+  // lock, so that it is listed in threads_ before it can look for itself there.
+  bool start_worker_locked(Task* first, std::string* failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::size_t index = next_index_++;
+    const bool has_first = static_cast<bool>(*first);
+    if (has_first) {
+      first_tasks_.emplace(index, std::move(*first));
+      ++busy_;
+    }
+    ++alive_;
+    ++staffed_;
+    try {
+      threads_.emplace_back([self = shared_from_this(), index] { self->work(index); });
+      return true;
+    } catch (const std::system_error& error) {
+      --alive_;
+      --staffed_;
+      if (has_first) {
+        --busy_;
+        auto it = first_tasks_.find(index);
+        *first = std::move(it->second);
+        first_tasks_.erase(it);
+      }
+      *failure = error.what();
+      return false;
+    }
+  }
+
+  // Claims the most recently parked worker (LIFO: its cache is warm) and wakes it.
+  void wake_one_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Parked* parked = parked_.back();
+    parked_.pop_back();
+    parked->woken = true;
+    ++waking_;
+    parked->cv.Signal();
+  }
+
+  void wake_all_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (!parked_.empty()) wake_one_locked();
+  }
+
+  // The next task for a worker between batches, parking while there is none; false when the
+  // worker must exit (shut down and drained, or surplus).
+  bool next_task_locked(Task* task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (queue_.empty()) {
+      if (stopping_ || surplus_locked()) {
+        --staffed_;  // at once, so that no other worker also takes itself for surplus
+        return false;
+      }
+      Parked parked;
+      parked_.push_back(&parked);
+      while (!parked.woken) parked.cv.Wait(&mu_);
+      --waking_;
+    }
+    *task = pop_locked();
+    return true;
   }
 
   void set_thread_name(std::size_t index) const {
-    std::string name = name_ + separator_ + std::to_string(index);
-    if (name.size() > 15) name.resize(15);  // the kernel's limit
-    pthread_setname_np(pthread_self(), name.c_str());
+    pthread_setname_np(pthread_self(), thread_name(name_, separator_, index).c_str());
   }
 
   void work(std::size_t index) {
     current_pool() = this;
     set_thread_name(index);
-    if (hooks_.on_start) hooks_.on_start(index);
-    for (;;) {
-      Task task;
-      {
-        absl::MutexLock l(&mu_);
-        while (queue_.empty() && !stopping_) {
-          ++idle_;
-          work_cv_.Wait(&mu_);
-          --idle_;
-        }
-        if (queue_.empty()) break;  // stopping and drained
-        task = pop_locked();
-        ++busy_;
+    Task task;
+    {
+      absl::MutexLock l(&mu_);
+      auto it = first_tasks_.find(index);
+      if (it != first_tasks_.end()) {
+        task = std::move(it->second);  // counted busy by the thread that started this one
+        first_tasks_.erase(it);
       }
+    }
+    if (hooks_.on_start) hooks_.on_start(index);
+    if (!task) {
+      absl::MutexLock l(&mu_);
+      if (next_task_locked(&task)) ++busy_;
+    }
+    while (task) {
       // A run: tasks back to back, without parking, up to max_batch_. Tasks stay in the
       // shared queue until one starts, so a task that blocks never holds others back.
       for (std::size_t ran = 1;; ++ran) {
@@ -196,13 +322,26 @@ class ThreadPool::State {
         task = pop_locked();
       }
       if (hooks_.after_batch) hooks_.after_batch();
+      // Idle and parked in one critical section: whoever sees the pool idle finds it parked.
       absl::MutexLock l(&mu_);
       --busy_;
       if (idle_locked()) idle_cv_.SignalAll();
+      if (next_task_locked(&task)) ++busy_;
     }
     if (hooks_.on_stop) hooks_.on_stop();
     current_pool() = nullptr;
     absl::MutexLock l(&mu_);
+    if (!stopping_) {
+      // A surplus worker retires: nobody will join it, so it lets its thread go. (Workers
+      // stopped by shutdown stay in threads_ for join(), which waits for them.)
+      const auto me = std::this_thread::get_id();
+      for (auto it = threads_.begin(); it != threads_.end(); ++it) {
+        if (it->get_id() != me) continue;
+        it->detach();
+        threads_.erase(it);
+        break;
+      }
+    }
     --alive_;
     exit_cv_.SignalAll();
   }
@@ -210,8 +349,6 @@ class ThreadPool::State {
   Task pop_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Task task = std::move(queue_.front());
     queue_.pop_front();
-    // More work and a parked worker: pass the wake-up on, so a burst spreads over every worker.
-    if (!queue_.empty() && idle_ > 0) work_cv_.Signal();
     return task;
   }
 
@@ -239,20 +376,25 @@ class ThreadPool::State {
   }
 
   const std::size_t workers_;
+  const bool start_on_demand_;
   const std::string name_;
   const std::string separator_;
   const std::size_t max_batch_;
   const Hooks hooks_;
 
   mutable absl::Mutex mu_;
-  absl::CondVar work_cv_;  // signalled when work arrives or on shutdown
   absl::CondVar idle_cv_;  // signalled when the pool becomes idle
   absl::CondVar exit_cv_;  // signalled when a worker exits
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
   std::size_t alive_ ABSL_GUARDED_BY(mu_) = 0;  // workers that have not exited
+  std::size_t staffed_ ABSL_GUARDED_BY(mu_) = 0;  // of those, the ones not on their way out
   std::size_t workers_in_join_ ABSL_GUARDED_BY(mu_) = 0;  // workers blocked in join()
-  std::size_t idle_ ABSL_GUARDED_BY(mu_) = 0;  // workers parked on work_cv_
+  std::vector<Parked*> parked_ ABSL_GUARDED_BY(mu_);  // parked workers, not yet claimed
+  std::map<std::size_t, Task> first_tasks_ ABSL_GUARDED_BY(mu_);  // by worker index, until taken
+  std::size_t waking_ ABSL_GUARDED_BY(mu_) = 0;  // claimed from parked_, not yet running
+  std::size_t next_index_ ABSL_GUARDED_BY(mu_) = 0;  // of the next worker started
+  std::size_t blocked_ ABSL_GUARDED_BY(mu_) = 0;  // workers inside a BlockingScope
   std::size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // workers running a batch
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
@@ -263,7 +405,7 @@ class ThreadPool::State {
 };
 
 ThreadPool::ThreadPool(Options options) : state_(std::make_shared<State>(std::move(options))) {
-  State::start(state_);
+  state_->start_all();
 }
 
 ThreadPool::~ThreadPool() {
@@ -271,7 +413,10 @@ ThreadPool::~ThreadPool() {
   state_->join();
 }
 
-absl::Status ThreadPool::submit(Task task) { return state_->submit(std::move(task)); }
+absl::Status ThreadPool::submit(Task task) { return state_->submit(std::move(task), false); }
+absl::Status ThreadPool::submit_or_run(Task task) {
+  return state_->submit(std::move(task), true);
+}
 void ThreadPool::shutdown(Pending pending) { state_->shutdown(pending); }
 void ThreadPool::join() { state_->join(); }
 void ThreadPool::wait_idle() { state_->wait_idle(); }
@@ -280,6 +425,32 @@ ThreadPool::Stats ThreadPool::stats() const { return state_->stats(); }
 std::size_t ThreadPool::size() const { return state_->size(); }
 bool ThreadPool::is_shutdown() const { return state_->is_shutdown(); }
 bool ThreadPool::is_worker_thread() const { return state_->is_worker_thread(); }
+
+std::string ThreadPool::thread_name(const std::string& name, const std::string& separator,
+                                    std::size_t index) {
+  constexpr std::size_t kLimit = 15;  // the kernel's, without the terminating NUL
+  const std::string suffix = separator + std::to_string(index);
+  std::string full = name + suffix;
+  if (full.size() <= kLimit) return full;
+  // Keep the suffix when it fits with at least one byte of the name; else cut the whole.
+  std::string head = suffix.size() < kLimit ? name : full;
+  std::size_t keep = suffix.size() < kLimit ? kLimit - suffix.size() : kLimit;
+  // Never end inside a UTF-8 sequence: back up over continuation bytes (10xxxxxx).
+  while (keep > 0 && keep < head.size() &&
+         (static_cast<unsigned char>(head[keep]) & 0xC0) == 0x80) {
+    --keep;
+  }
+  head.resize(keep);
+  return suffix.size() < kLimit ? head + suffix : head;
+}
+
+ThreadPool::BlockingScope::BlockingScope() : pool_(State::current_pool()) {
+  if (pool_ != nullptr) pool_->begin_blocking();
+}
+
+ThreadPool::BlockingScope::~BlockingScope() {
+  if (pool_ != nullptr) pool_->end_blocking();
+}
 
 std::size_t ThreadPool::default_worker_count() {
   cpu_set_t set;

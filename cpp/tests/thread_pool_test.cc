@@ -294,9 +294,171 @@ TEST(ThreadPool, WorkerThreadsAreNamedNameDashIndex) {
   EXPECT_EQ(names, (std::set<std::string>{"named-0", "named-1", "named-2"}));
 }
 
-TEST(ThreadPool, LongThreadNamesAreCutToFifteenBytes) {
+TEST(ThreadPool, LongThreadNamesAreCutToFifteenBytesKeepingTheIndex) {
   ThreadPool pool(WithWorkers(1, "averyveryverylongname"));
-  EXPECT_EQ(run(pool, [] { return CurrentThreadName(); }).get(), "averyveryverylo");
+  EXPECT_EQ(run(pool, [] { return CurrentThreadName(); }).get(), "averyveryvery-0");
+}
+
+TEST(ThreadPool, ThreadNamesAreNeverCutInsideAUtf8Character) {
+  // "é" is two bytes: 8 of them and "-0" are 18 bytes; 13 bytes of name would split one.
+  const std::string e = "\xc3\xa9";
+  EXPECT_EQ(ThreadPool::thread_name(e + e + e + e + e + e + e + e, "-", 0),
+            e + e + e + e + e + e + "-0");
+  const std::string euro = "\xe2\x82\xac";  // three bytes
+  EXPECT_EQ(ThreadPool::thread_name("a" + euro + euro + euro + euro + euro, "-", 12),
+            "a" + euro + euro + euro + "-12");
+  EXPECT_EQ(ThreadPool::thread_name("short", "_", 3), "short_3");
+  // A suffix that leaves no room for the name: the whole is cut, still at a boundary.
+  EXPECT_EQ(ThreadPool::thread_name(e, "-" + std::string(14, 'x') + e, 1).size(), 15u);
+}
+
+TEST(ThreadPool, ThreadNameOfTheWorkerIsWhatTheKernelShows) {
+  const std::string e = "\xc3\xa9";
+  ThreadPool pool(WithWorkers(1, e + e + e + e + e + e + e + e));
+  EXPECT_EQ(run(pool, [] { return CurrentThreadName(); }).get(),
+            ThreadPool::thread_name(e + e + e + e + e + e + e + e, "-", 0));
+}
+
+ThreadPool::Options OnDemand(std::size_t n, std::string name = "od") {
+  ThreadPool::Options o = WithWorkers(n, std::move(name));
+  o.start_on_demand = true;
+  return o;
+}
+
+TEST(ThreadPool, OnDemandPoolsStartNoWorkerUntilATaskArrives) {
+  ThreadPool pool(OnDemand(4));
+  EXPECT_EQ(pool.stats().threads, 0u);
+  EXPECT_EQ(run(pool, [] { return 7; }).get(), 7);
+  EXPECT_EQ(pool.stats().threads, 1u);
+}
+
+TEST(ThreadPool, OnDemandStartsAWorkerForEachTaskThatFindsNoneParkedUpToTheLimit) {
+  ThreadPool pool(OnDemand(3));
+  absl::BlockingCounter running(3);
+  absl::Notification gate;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(pool.submit([&] {
+                      if (ran.fetch_add(1) < 3) running.DecrementCount();
+                      gate.WaitForNotification();
+                    }).ok());
+  }
+  running.Wait();  // three ran at once: three workers, although none was started beforehand
+  ThreadPool::Stats s = pool.stats();
+  EXPECT_EQ(s.threads, 3u);
+  EXPECT_EQ(s.busy, 3u);
+  EXPECT_EQ(s.queued, 2u);  // the limit holds
+  gate.Notify();
+  pool.wait_idle();
+  EXPECT_EQ(ran.load(), 5);
+  EXPECT_EQ(pool.stats().threads, 3u);
+}
+
+TEST(ThreadPool, OnDemandReusesAParkedWorkerBeforeStartingAnother) {
+  ThreadPool pool(OnDemand(4));
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(run(pool, [i] { return i; }).get(), i);
+    pool.wait_idle();  // the worker is parked once the pool is idle
+  }
+  EXPECT_EQ(pool.stats().threads, 1u);  // one call at a time never needs a second worker
+}
+
+TEST(ThreadPool, OnDemandKeepsSubmissionOrderWithOneWorker) {
+  ThreadPool pool(OnDemand(1));
+  absl::Mutex mu;
+  std::vector<int> order;
+  absl::Notification gate;
+  ASSERT_TRUE(pool.submit([&] { gate.WaitForNotification(); }).ok());
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(pool.submit([&, i] {
+                      absl::MutexLock l(&mu);
+                      order.push_back(i);
+                    }).ok());
+  }
+  gate.Notify();
+  pool.wait_idle();
+  absl::MutexLock l(&mu);
+  ASSERT_EQ(order.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(order[static_cast<std::size_t>(i)], i);
+}
+
+TEST(ThreadPool, ATaskThatStartedAWorkerIsItsOwnSoShutdownCancelCannotDropIt) {
+  // As ThreadPoolExecutor: a task that finds no worker starts one and goes with it, so the
+  // first tasks of a burst run even when the pool is shut down with kCancel at once.
+  for (int round = 0; round < 50; ++round) {
+    ThreadPool pool(OnDemand(2));
+    std::atomic<int> ran{0};
+    std::vector<Future<int>> futures;
+    for (int i = 0; i < 10; ++i) futures.push_back(run(pool, [&ran] { return ran.fetch_add(1); }));
+    pool.shutdown(ThreadPool::Pending::kCancel);
+    pool.join();
+    int cancelled = 0;
+    for (auto& f : futures) cancelled += f.is_cancelled() ? 1 : 0;
+    EXPECT_EQ(ran.load(), 10 - cancelled);
+    EXPECT_GE(ran.load(), 2) << "round " << round;
+  }
+}
+
+TEST(ThreadPool, ABlockedWorkerLetsAnotherRunTheTasksItWaitsFor) {
+  absl::Notification retired;
+  ThreadPool::Options o = WithWorkers(1, "comp");
+  std::atomic<int> stops{0};
+  o.hooks.on_stop = [&] {
+    if (stops.fetch_add(1) == 0) retired.Notify();
+  };
+  ThreadPool pool(std::move(o));
+  Future<int> outer = run(pool, [&pool] {
+    Future<int> inner = run(pool, [] { return 41; });  // queued behind its only worker
+    ThreadPool::BlockingScope blocked;                 // which now waits for it
+    return inner.get() + 1;
+  });
+  EXPECT_EQ(outer.get(), 42);
+  retired.WaitForNotification();  // the compensation worker exits once it is not needed
+  EXPECT_EQ(pool.stats().threads, 1u);
+  EXPECT_EQ(run(pool, [] { return 1; }).get(), 1);
+}
+
+TEST(ThreadPool, ABlockingScopeOffAWorkerThreadChangesNothing) {
+  ThreadPool pool(WithWorkers(1));
+  { ThreadPool::BlockingScope not_a_worker; }
+  EXPECT_EQ(pool.stats().threads, 1u);
+}
+
+TEST(ThreadPool, SubmitOrRunRunsOnTheCallingWorkerWhenNoneIsFree) {
+  ThreadPool pool(WithWorkers(1));
+  Future<bool> same_thread = run(pool, [&pool] {
+    const std::thread::id me = std::this_thread::get_id();
+    std::thread::id ran_on;
+    EXPECT_TRUE(pool.submit_or_run([&] { ran_on = std::this_thread::get_id(); }).ok());
+    return ran_on == me;  // it ran before submit_or_run returned, on this worker
+  });
+  EXPECT_TRUE(same_thread.get());
+  pool.wait_idle();
+  EXPECT_EQ(pool.stats().completed, 2u);
+}
+
+TEST(ThreadPool, SubmitOrRunQueuesWhenAWorkerIsFreeOrTheCallerIsNoWorker) {
+  ThreadPool pool(OnDemand(2));
+  absl::Notification done;
+  std::thread::id ran_on;
+  ASSERT_TRUE(pool.submit_or_run([&] {
+                    ran_on = std::this_thread::get_id();
+                    done.Notify();
+                  }).ok());
+  done.WaitForNotification();
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  pool.wait_idle();  // its worker is parked, and takes the outer task; a second can start
+  Future<bool> elsewhere = run(pool, [&pool] {
+    absl::Notification inner_done;
+    std::thread::id inner_on;
+    EXPECT_TRUE(pool.submit_or_run([&] {
+                      inner_on = std::this_thread::get_id();
+                      inner_done.Notify();
+                    }).ok());
+    inner_done.WaitForNotification();  // a second worker, started for it, took it
+    return inner_on != std::this_thread::get_id();
+  });
+  EXPECT_TRUE(elsewhere.get());
 }
 
 TEST(ThreadPool, ATaskMayDestroyItsOwnPool) {

@@ -1,6 +1,6 @@
 // offload/thread_pool.h
 //
-// ThreadPool: a fixed set of worker threads fed from one FIFO queue guarded by one mutex.
+// ThreadPool: worker threads fed from one FIFO queue guarded by one mutex.
 //
 //   offload::ThreadPool::Options options;
 //   options.workers = 4;
@@ -20,6 +20,19 @@
 //     queued and a worker is parked, the taker passes the wake-up on.
 //   * After each batch the worker calls Hooks::after_batch before it may park;
 //     the Python binding releases the GIL there, so no worker ever parks holding it.
+//
+// Starting workers
+//   * Options::start_on_demand false: every worker starts with the pool. True: as
+//     concurrent.futures.ThreadPoolExecutor, a worker starts when a task is submitted and no
+//     worker is parked, up to Options::workers; the new worker takes the task at the head of the
+//     queue with it (so shutdown(kCancel) cannot drop it, and FIFO order holds).
+//   * Compensation (managed blocking, as in ForkJoinPool): a worker inside a BlockingScope waits
+//     for other work to finish. While it does, the pool may run one more worker than
+//     Options::workers, so that queued tasks are not stuck behind a worker that waits for them.
+//     A worker beyond the limit exits when it finds the queue empty.
+//   * submit_or_run() runs the task on the calling thread instead of queueing it when that
+//     thread is a worker of this pool and no worker is parked or can be started: a worker that
+//     then waits for the task cannot wait forever ("caller runs").
 //
 // Shutdown: shutdown() stops intake (submit then fails with FailedPrecondition and destroys
 // the task). Pending::kRun lets workers finish the queue; Pending::kCancel destroys queued
@@ -42,6 +55,8 @@
 namespace offload {
 
 class ThreadPool final : public Executor {
+  class State;
+
  public:
   // Called on worker threads; each hook may run concurrently on several workers.
   struct Hooks {
@@ -51,9 +66,10 @@ class ThreadPool final : public Executor {
   };
 
   struct Options {
-    std::size_t workers = 0;  // 0: the CPUs this process may run on
+    std::size_t workers = 0;  // the most workers running at once (0: the CPUs this process may run on)
+    bool start_on_demand = false;  // false: all start with the pool; true: see above
     std::string name = "offload";  // threads are named "<name><separator><index>"
-    std::string separator = "-";   // (cut to 15 bytes, the kernel's limit)
+    std::string separator = "-";   // (the kernel's copy is cut to 15 bytes: see thread_name)
     std::size_t max_batch = 64;    // most tasks a worker runs between two after_batch hooks
     Hooks hooks;
   };
@@ -65,7 +81,8 @@ class ThreadPool final : public Executor {
     std::uint64_t cancelled = 0;  // dropped by shutdown(kCancel) or reported kCancelled
     std::size_t queued = 0;       // waiting in the queue
     std::size_t busy = 0;         // workers running a batch
-    std::size_t workers = 0;
+    std::size_t workers = 0;      // Options::workers
+    std::size_t threads = 0;      // workers started and not exited (compensation included)
   };
 
   enum class Pending { kRun, kCancel };
@@ -80,8 +97,13 @@ class ThreadPool final : public Executor {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  // Queues `task` (FIFO). Fails with FailedPrecondition after shutdown (task destroyed).
+  // Queues `task` (FIFO). Fails with FailedPrecondition after shutdown (task destroyed), and
+  // with ResourceExhausted when the pool has no worker and the system refuses to start one
+  // (every queued task is then destroyed: nothing could ever run it).
   absl::Status submit(Task task);
+  // As submit(), but on one of this pool's workers, when no worker is parked or can be started,
+  // runs `task` on the calling thread before returning.
+  absl::Status submit_or_run(Task task);
   absl::Status add(Task task) override { return submit(std::move(task)); }
 
   // Stops intake; idempotent. kCancel also destroys every queued task without running it.
@@ -106,8 +128,26 @@ class ThreadPool final : public Executor {
   // The number of CPUs this process may run on (sched_getaffinity), at least 1.
   static std::size_t default_worker_count();
 
+  // The name the kernel shows for worker `index` (what top -H and /proc/<pid>/task/*/comm show):
+  // "<name><separator><index>" cut to 15 bytes by shortening `name` at a UTF-8 character
+  // boundary, so that the index stays readable.
+  static std::string thread_name(const std::string& name, const std::string& separator,
+                                 std::size_t index);
+
+  // Marks the calling thread, when it is a worker of any ThreadPool, as blocked waiting for
+  // other work for one scope (see "Compensation" above); does nothing on other threads. Nests.
+  class BlockingScope {
+   public:
+    BlockingScope();
+    ~BlockingScope();
+    BlockingScope(const BlockingScope&) = delete;
+    BlockingScope& operator=(const BlockingScope&) = delete;
+
+   private:
+    State* pool_;  // the calling worker's pool (alive as long as its worker), or null
+  };
+
  private:
-  class State;
   std::shared_ptr<State> state_;  // shared with the workers: a detached worker keeps it alive
 };
 
