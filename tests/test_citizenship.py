@@ -4,10 +4,17 @@ every public object, and unexpected errors on the "offload" logger."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import textwrap
 import threading
-from typing import Any, List, Set, Tuple
+from pathlib import Path
+from types import FrameType
+from typing import Any, Iterator, List, Set, Tuple
 
 import pytest
 
@@ -25,6 +32,11 @@ def identity() -> Tuple[str, str, bool, str]:
 
 def listed_names() -> Set[str]:
     return {t.name for t in threading.enumerate()}
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_workers_carry_their_names_in_threading_and_in_the_kernel() -> None:
@@ -111,6 +123,246 @@ def test_executor_default_names_are_numbered_per_executor() -> None:
     assert re.fullmatch(r"offload-exec-\d+_0", first)
     assert re.fullmatch(r"offload-exec-\d+_0", second)
     assert first != second
+
+
+# --------------------------------------------------------------------------------------------
+# A worker's Thread object lives and ends with the worker, as a thread threading started
+
+
+def test_a_worker_thread_is_a_live_daemon_thread_while_its_worker_runs(
+    one_worker: offload.Pool,
+) -> None:
+    thread = one_worker.submit(threading.current_thread).result(timeout=TIMEOUT)
+    assert isinstance(thread, threading.Thread)
+    assert thread.daemon  # never holds up interpreter exit: offload joins it at exit
+    assert thread.is_alive()
+    assert thread in threading.enumerate()
+    thread.join(timeout=0.01)  # times out: the worker is still there
+    assert thread.is_alive()
+    assert re.fullmatch(rf"<WorkerThread\(solo-0, started daemon {thread.ident}\)>", repr(thread))
+
+
+@pytest.mark.parametrize("kind", ["Pool", "Executor"])
+def test_a_worker_thread_is_finished_and_joinable_once_its_worker_exited(kind: str) -> None:
+    if kind == "Pool":
+        runner: Any = offload.Pool(workers=2, name="ends")
+    else:
+        runner = offload.Executor(max_workers=2, thread_name_prefix="ends")
+    threads = {runner.submit(threading.current_thread).result(timeout=TIMEOUT) for _ in range(20)}
+    runner.shutdown(wait=True)
+    assert threads
+    for thread in threads:
+        assert not thread.is_alive()
+        thread.join(TIMEOUT)  # returns at once, timeout or not
+        thread.join()
+        assert thread not in threading.enumerate()
+        assert "stopped" in repr(thread)
+
+
+def test_join_waits_for_the_worker_to_exit(gate: Gate) -> None:
+    pool = offload.Pool(workers=1, name="joined")
+    try:
+        worker = pool.submit(threading.current_thread).result(timeout=TIMEOUT)
+        pool.submit(gate.wait)
+        assert gate.entered.wait(TIMEOUT)
+        joiner = threading.Thread(target=worker.join, daemon=True)  # join() with no timeout
+        joiner.start()
+        gate.open()
+        pool.shutdown(wait=False)  # the worker finishes its call and exits on its own
+        worker.join(TIMEOUT)
+        assert not worker.is_alive()
+        joiner.join(TIMEOUT)
+        assert not joiner.is_alive()  # the waiting join() woke up too
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_a_worker_cannot_join_or_start_itself_like_any_thread() -> None:
+    def misuse() -> List[str]:
+        me = threading.current_thread()
+        errors = []
+        for attempt in (me.join, me.start):
+            try:
+                attempt()
+            except RuntimeError as e:
+                errors.append(str(e))
+        return errors
+
+    with offload.Pool(workers=1, name="self") as pool:
+        assert pool.submit(misuse).result(timeout=TIMEOUT) == [
+            "cannot join current thread",
+            "threads can only be started once",
+        ]
+
+
+def test_a_thread_reusing_a_dead_workers_ident_is_not_taken_for_it() -> None:
+    with offload.Pool(workers=1, name="first") as pool:
+        dead = pool.submit(threading.current_thread).result(timeout=TIMEOUT)
+    # A new thread may get the dead worker's ident (glibc reuses a joined thread's), a new
+    # offload worker as well as a thread threading starts.
+    with offload.Pool(workers=1, name="second") as pool:
+        worker = pool.submit(threading.current_thread).result(timeout=TIMEOUT)
+        assert worker is not dead and worker.name == "second-0" and worker.is_alive()
+        assert not dead.is_alive()
+    seen: List[threading.Thread] = []
+    started = threading.Thread(target=lambda: seen.append(threading.current_thread()))
+    started.start()
+    started.join(TIMEOUT)
+    assert seen == [started]
+    assert not dead.is_alive() and not worker.is_alive()
+    assert dead not in threading.enumerate() and worker not in threading.enumerate()
+
+
+def test_a_forked_child_sees_the_workers_of_its_parent_finished() -> None:
+    result = run_python(
+        """
+        import os, threading, warnings, offload
+        pool = offload.Pool(workers=1, name="parent")
+        worker = pool.submit(threading.current_thread).result(timeout=30)
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork of a threaded process
+        pid = os.fork()
+        if pid == 0:
+            ok = not worker.is_alive() and worker not in threading.enumerate()
+            worker.join(30)
+            child = pool.submit(threading.current_thread).result(timeout=30)
+            ok = ok and child is not worker and child.is_alive() and child.name == "parent-0"
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert worker.is_alive()
+        pool.shutdown(wait=True)
+        assert not worker.is_alive()
+        print("child exited with", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "child exited with 0", result.stderr
+
+
+def test_a_failing_thread_hook_is_logged_and_leaves_nothing_behind(caplog, monkeypatch) -> None:
+    def broken(name: str) -> None:
+        raise RuntimeError("no thread object")
+
+    monkeypatch.setattr("offload._threads.WorkerThread", broken)
+    with caplog.at_level(logging.ERROR, logger="offload"):
+        with offload.Pool(workers=1, name="unlisted") as pool:
+            ident = pool.submit(threading.get_ident).result(timeout=TIMEOUT)
+            # threading makes up a _DummyThread for the worker...
+            assert pool.submit(threading.current_thread).result(timeout=TIMEOUT).ident == ident
+    # ...which goes with the worker (before 3.13 threading would keep it forever).
+    assert all(t.ident != ident for t in threading.enumerate())
+    (record,) = offload_errors(caplog)
+    assert "could not join the threading module" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+
+# --------------------------------------------------------------------------------------------
+# Trace and profile functions reach the workers, as every thread threading starts
+
+
+def marked_call() -> int:
+    """A function whose frames the tracing tests look for."""
+    return threading.get_ident()
+
+
+def threading_hooks() -> Tuple[Any, Any]:
+    if sys.version_info >= (3, 10):
+        return threading.gettrace(), threading.getprofile()
+    return threading._trace_hook, threading._profile_hook  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def restore_threading_hooks() -> Iterator[None]:
+    """Puts back the trace and profile functions that threading gives new threads (a coverage
+    or debugger run has its own)."""
+    trace, profile = threading_hooks()
+    yield
+    threading.settrace(trace)
+    threading.setprofile(profile)
+
+
+@pytest.mark.parametrize("hook", ["settrace", "setprofile"])
+def test_threading_trace_and_profile_functions_reach_the_workers(
+    hook: str, restore_threading_hooks: None
+) -> None:
+    seen: List[int] = []
+
+    def watch(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is marked_call.__code__:
+            seen.append(threading.get_ident())
+
+    getattr(threading, hook)(watch)
+    with offload.Pool(workers=1, name="traced") as pool:
+        idents = [pool.submit(marked_call).result(timeout=TIMEOUT) for _ in range(3)]
+    assert seen == idents  # each call seen once, on the worker
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="threading.settrace_all_threads is 3.12+")
+def test_settrace_all_threads_reaches_running_and_new_workers_once() -> None:
+    # In a fresh interpreter: settrace_all_threads also sets the test runner's own threads.
+    result = run_python(
+        """
+        import sys, threading, offload
+        def marked_call():
+            return threading.get_ident()
+        seen = []
+        def watch(frame, event, arg):
+            if event == "call" and frame.f_code is marked_call.__code__:
+                seen.append(threading.get_ident())
+        running = offload.Pool(workers=1, name="running")
+        running.submit(pow, 2, 2).result(timeout=30)  # this worker has run Python already
+        fresh = offload.Pool(workers=1, name="fresh")  # this one has not
+        for set_all in (threading.settrace_all_threads, threading.setprofile_all_threads):
+            set_all(watch)
+            idents = [pool.submit(marked_call).result(timeout=30) for pool in (running, fresh)]
+            set_all(None)
+            assert seen == idents, (seen, idents)
+            seen.clear()
+            fresh.shutdown(wait=True)
+            fresh = offload.Pool(workers=1, name="fresh")
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok"]
+
+
+@pytest.mark.parametrize("core", ["ctrace", "pytrace"])
+def test_coverage_measures_code_that_only_a_worker_runs(core: str, tmp_path: Path) -> None:
+    # coverage.py (a test extra) reaches threads through threading.settrace(); its C tracer
+    # and its Python one (which asks threading.current_thread()) are both checked.
+    program = tmp_path / "program.py"
+    program.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, offload
+
+            def on_a_worker(x):
+                y = x * 2
+                return y + 1
+
+            async def main():
+                return await offload.run(on_a_worker, 1)
+
+            with offload.Pool(workers=1) as pool:
+                assert pool.submit(on_a_worker, 2).result(timeout=30) == 5
+            assert asyncio.run(main()) == 3
+            """
+        )
+    )
+    env = {**os.environ, "COVERAGE_CORE": core}
+    data = str(tmp_path / ".coverage")
+    for args in (["run", f"--data-file={data}", str(program)],
+                 ["json", f"--data-file={data}", "-o", str(tmp_path / "coverage.json")]):
+        done = subprocess.run([sys.executable, "-m", "coverage", *args], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "coverage.json").read_text())
+    (measured,) = report["files"].values()
+    body = [i for i, line in enumerate(program.read_text().splitlines(), 1)
+            if line.strip() in ("y = x * 2", "return y + 1")]
+    assert body and set(body) <= set(measured["executed_lines"]), measured
+    assert measured["missing_lines"] == []
+    assert measured["missing_lines"] == []
 
 
 # --------------------------------------------------------------------------------------------

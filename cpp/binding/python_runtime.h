@@ -111,7 +111,9 @@ class WorkerGil {
 };
 
 // offload._threads' hooks, called by every worker with a name: started(name) once it has a
-// thread state, stopping() before it deletes it. GIL held.
+// thread state, stopping() before it deletes it. GIL held. Deleting the thread state is part
+// of the protocol: before Python 3.13 it releases the lock that the worker's threading.Thread
+// is joined on (see offload/_threads.py).
 void set_thread_hooks(PyObject* started, PyObject* stopping);
 
 // Logs `error`, an exception instance, on logging.getLogger("offload") as `message`, with its
