@@ -4,6 +4,7 @@ every public object, and unexpected errors on the "offload" logger."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -52,7 +53,14 @@ def test_a_long_name_is_cut_for_the_kernel_only() -> None:
     with offload.Pool(workers=1, name="a-rather-long-pool-name") as pool:
         name, native, _, _ = pool.submit(identity).result(timeout=TIMEOUT)
     assert name == "a-rather-long-pool-name-0"
-    assert native == name[:15]  # the kernel keeps 15 bytes
+    assert native == "a-rather-long-0"  # the kernel keeps 15 bytes: the name is cut, not the index
+
+
+def test_a_name_is_cut_for_the_kernel_at_a_character_boundary() -> None:
+    with offload.Pool(workers=1, name="éééééééé") as pool:
+        name, native, _, _ = pool.submit(identity).result(timeout=TIMEOUT)
+    assert name == "éééééééé-0"
+    assert native == "éééééé-0"  # 12 bytes of whole characters, then the index
 
 
 def test_logging_names_the_worker_thread(caplog) -> None:
@@ -455,7 +463,9 @@ def test_a_failing_initializer_is_logged(caplog) -> None:
 
     with caplog.at_level(logging.ERROR, logger="offload"):
         ex = offload.Executor(max_workers=1, initializer=init)
+        failed = ex.submit(pow, 2, 2)  # starts the worker, whose initializer fails
         ex.shutdown(wait=True)
+    assert isinstance(failed.exception(timeout=30), concurrent.futures.BrokenExecutor)
     (record,) = offload_errors(caplog)
     assert record.exc_info is not None and record.exc_info[0] is OSError
     assert "initializer" in record.getMessage()

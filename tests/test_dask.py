@@ -258,7 +258,8 @@ def test_stats_count_every_call_by_how_it_ended(cluster: Any) -> None:
             with pytest.raises(ValueError):
                 await pool.run(dask_work.fail, "x")
         assert pool.stats() == offload.PoolStats(
-            workers=WORKERS, submitted=5, completed=4, failed=1, cancelled=0, queued=0, busy=0
+            workers=WORKERS, submitted=5, completed=4, failed=1, cancelled=0, queued=0, busy=0,
+            threads=WORKERS,
         )
 
     run(main)
@@ -318,7 +319,7 @@ def test_stats_count_calls_cancelled_before_their_first_step(
         call.cancel()
         await asyncio.gather(call, return_exceptions=True)
         await pool.aclose()
-        assert pool.stats() == offload.PoolStats(0, 0, 0, 0, 0, 0, 0)
+        assert pool.stats() == offload.PoolStats(0, 0, 0, 0, 0, 0, 0, 0)
 
     run(main)
 

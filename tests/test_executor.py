@@ -76,9 +76,13 @@ def test_initializer_runs_once_per_worker_with_its_arguments() -> None:
         with lock:
             calls.append((tag, threading.get_native_id()))
 
+    all_busy = threading.Barrier(3, timeout=30)
     ex = offload.Executor(max_workers=3, initializer=init, initargs=("x",))
-    ex.submit(pow, 1, 1).result(timeout=30)
-    ex.shutdown(wait=True)  # every worker has started, and so initialized, by now
+    # Three calls that wait for each other: each starts a worker (as ThreadPoolExecutor does).
+    futures = [ex.submit(all_busy.wait) for _ in range(3)]
+    [f.result(timeout=30) for f in futures]
+    ex.submit(pow, 1, 1).result(timeout=30)  # a worker is free now: none more starts
+    ex.shutdown(wait=True)
     assert [tag for tag, _ in calls] == ["x"] * 3
     assert len({tid for _, tid in calls}) == 3
 

@@ -705,8 +705,8 @@ def test_failing_initializer_fails_the_queued_calls_then_refuses_submit(
 
     ex = offload.Executor(max_workers=2, initializer=init)
     try:
-        assert gate.entered.wait(TIMEOUT)
         queued = [ex.submit(mul, i, i) for i in range(4)]  # accepted: not broken yet
+        assert gate.entered.wait(TIMEOUT)  # workers start, as in the standard library, on submit
         assert not ex._broken
         with caplog.at_level(logging.ERROR, logger="offload"):
             gate.open()
@@ -843,3 +843,25 @@ def test_loop_shutdown_default_executor_shuts_it_down(arun) -> None:
     assert arun(main) == 42
     with pytest.raises(RuntimeError, match="after shutdown"):
         ex.submit(mul, 1, 1)
+
+
+@pytest.mark.parametrize("executor", ["offload.Executor", "concurrent.futures.ThreadPoolExecutor"])
+def test_submit_after_the_main_thread_finished_is_refused(executor: str) -> None:
+    # Once the interpreter is shutting down (threading's shutdown began: the main thread has
+    # finished), ThreadPoolExecutor.submit raises; offload.Executor does the same.
+    result = run_python(
+        f"""
+        import concurrent.futures, threading, offload
+        ex = {executor}(max_workers=2)
+        def late():
+            threading.main_thread().join()
+            try:
+                ex.submit(pow, 2, 2)
+                print("accepted", flush=True)
+            except RuntimeError as error:
+                print("refused:", error, flush=True)
+        threading.Thread(target=late).start()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "refused: cannot schedule new futures after interpreter shutdown"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -108,7 +109,8 @@ def test_garbage_collected_pool_joins_its_threads() -> None:
 
     before = thread_count()
     pool = offload.Pool(3)
-    assert pool.submit(pow, 2, 2).result(timeout=30) == 4
+    all_busy = threading.Barrier(3, timeout=30)
+    assert [f.result(timeout=30) for f in [pool.submit(all_busy.wait) for _ in range(3)]]
     assert thread_count() == before + 3
     del pool
     gc.collect()

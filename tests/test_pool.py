@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 import time
@@ -34,10 +35,24 @@ def test_name_must_be_a_string() -> None:
         offload.Pool(1, name=3)  # type: ignore[arg-type]
 
 
-def test_default_worker_count_is_the_cpus_available_to_the_process() -> None:
+def test_default_worker_count_is_the_standard_librarys_for_blocking_work() -> None:
+    expected = concurrent.futures.ThreadPoolExecutor()._max_workers  # min(32, cpus + 4)
     with offload.Pool() as p:
-        assert p.workers == len(os.sched_getaffinity(0))
-    assert offload.default_pool().workers == len(os.sched_getaffinity(0))
+        assert p.workers == expected
+        assert p.stats().threads == 0  # none started before a call needs one
+    assert offload.default_pool().workers == expected
+
+
+def test_the_default_pool_runs_as_many_blocking_calls_at_once_as_to_thread(arun) -> None:
+    # Calls that wait for each other (a barrier, a request needing another's answer) finish as
+    # with asyncio.to_thread, whose default executor has the same size.
+    n = offload.default_pool().workers
+    barrier = threading.Barrier(n, timeout=30)
+
+    async def main():
+        return await asyncio.gather(*[offload.run(barrier.wait) for _ in range(n)])
+
+    assert sorted(arun(main)) == list(range(n))
 
 
 def test_default_pool_is_one_lazily_created_pool() -> None:

@@ -309,9 +309,11 @@ class ConcurrentCall final : public Job {
   std::shared_ptr<const std::atomic<bool>> broken_;
 };
 
+// submit_or_run: a worker that submits to its own pool when no worker is free runs the call
+// itself, so that waiting for it (a nested map, a result()) cannot deadlock the pool.
 template <class J, class Ptr>
 absl::Status submit_job(ThreadPool& pool, Ptr job) {
-  return pool.submit(JobTask<J, Ptr>(std::move(job)));
+  return pool.submit_or_run(JobTask<J, Ptr>(std::move(job)));
 }
 
 }  // namespace

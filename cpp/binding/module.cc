@@ -181,10 +181,12 @@ class PyPool {
   // With `interpreter_bootstrap`, every worker owns an own-GIL subinterpreter set up by that
   // source (interpreters.h); calls reach it through run_in_interpreter.
   PyPool(std::size_t workers, std::string name, pyb::object initializer, pyb::tuple initargs,
-         std::optional<std::string> interpreter_bootstrap, std::string separator)
+         std::optional<std::string> interpreter_bootstrap, std::string separator,
+         bool on_demand)
       : workers_(workers == 0 ? ThreadPool::default_worker_count() : workers),
         name_(std::move(name)),
         separator_(std::move(separator)),
+        on_demand_(on_demand),
         init_(std::make_shared<Initializer>()) {
     init_->fn = own_or_null(initializer);
     init_->args = own(initargs);
@@ -252,6 +254,7 @@ class PyPool {
     d["cancelled"] = s.cancelled;
     d["queued"] = s.queued;
     d["busy"] = s.busy;
+    d["threads"] = s.threads;
     return d;
   }
 
@@ -302,6 +305,7 @@ class PyPool {
   void start() {
     ThreadPool::Options options;
     options.workers = workers_;
+    options.start_on_demand = on_demand_;
     options.name = name_;
     options.separator = separator_;
     options.hooks.on_start = [init = init_, prefix = name_ + separator_](std::size_t index) {
@@ -335,6 +339,7 @@ class PyPool {
   const std::size_t workers_;
   const std::string name_;
   const std::string separator_;  // threads are named name_ + separator_ + index
+  const bool on_demand_;         // workers start as calls need them (ThreadPool::Options)
   std::shared_ptr<Initializer> init_;
   std::shared_ptr<ThreadPool> pool_;  // null after a fork until next use
   bool shut_down_ = false;            // guarded by the GIL
@@ -609,10 +614,10 @@ PYBIND11_MODULE(_core, m) {
 
   pyb::class_<PyPool>(m, "Pool")
       .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple, std::optional<std::string>,
-                     std::string>(),
+                     std::string, bool>(),
            pyb::arg("workers"), pyb::arg("name"), pyb::arg("initializer") = pyb::none(),
            pyb::arg("initargs") = pyb::tuple(), pyb::arg("interpreter_bootstrap") = pyb::none(),
-           pyb::arg("separator") = "-")
+           pyb::arg("separator") = "-", pyb::arg("on_demand") = false)
       .def("runner",
            [](pyb::object self, const std::string& name) {
              return pyb::reinterpret_steal<pyb::object>(

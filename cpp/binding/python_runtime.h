@@ -23,6 +23,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "offload/thread_pool.h"
 
 namespace offload::py {
 
@@ -206,6 +207,9 @@ enum class WaitEnd { kReady, kDeadline, kSignal };
 // that raises ends the wait with kSignal and the exception set. GIL held on entry and exit.
 template <class WaitUntil>
 WaitEnd wait_without_gil(WaitUntil wait_until, absl::Time deadline) {
+  // On a pool worker, the wait may be for calls queued behind it: its pool may start another
+  // worker meanwhile (ThreadPool::BlockingScope).
+  ThreadPool::BlockingScope blocked;
   const bool main_thread = on_main_thread();
   for (;;) {
     const absl::Time until =

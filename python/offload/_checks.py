@@ -3,6 +3,7 @@ ValueError that names the parameter, before anything reaches the native core."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional
 
@@ -39,6 +40,14 @@ def check_count(value: Optional[int], what: str, maximum: int = MAX_WORKERS) -> 
     if value > maximum:
         raise ValueError(f"offload: {what} must be at most {maximum}, got {value}")
     return value
+
+
+def default_thread_workers() -> int:
+    """How many worker threads a pool for blocking calls may run by default: the standard
+    library's ``ThreadPoolExecutor`` default, ``min(32, cpus + 4)`` (``cpus`` from
+    :func:`os.process_cpu_count` where it exists, as in 3.13, else :func:`os.cpu_count`)."""
+    cpus: Optional[int] = getattr(os, "process_cpu_count", os.cpu_count)()
+    return min(32, (cpus or 1) + 4)
 
 
 def check_window(window: int) -> int:

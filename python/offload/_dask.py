@@ -800,6 +800,7 @@ class DaskPool:
             cancelled=self._cancelled,
             queued=self._in_flight,
             busy=0,
+            threads=self._threads,
         )
 
     async def aclose(self, *, cancel_pending: bool = False) -> None:

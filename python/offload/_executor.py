@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
-import os
 import threading
+import concurrent.futures.thread as _cf_thread
 from concurrent.futures.thread import BrokenThreadPool
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, TypeVar
 
 from . import _core
-from ._checks import check_count, check_name
+from ._checks import check_count, check_name, default_thread_workers
 from ._pool import _live_pools
 
 R = TypeVar("R")
@@ -46,10 +46,14 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     ``max_workers`` defaults to ``min(32, cpus + 4)`` as in the standard library (``cpus``:
     :func:`os.process_cpu_count` where it exists, else :func:`os.cpu_count`).
 
-    Unlike ``ThreadPoolExecutor``: all workers start at once; ``shutdown(wait=True)`` called
-    on one of its own workers waits for the other workers and returns (the standard library
-    raises ``RuntimeError``, a thread cannot join itself); a failing ``initializer`` is logged
-    on the ``offload`` logger, not on ``concurrent.futures``.
+    As with ``ThreadPoolExecutor``, workers start as calls need them, and ``submit`` raises
+    ``RuntimeError`` once the interpreter is shutting down (the main thread has finished).
+    Unlike it: ``shutdown(wait=True)`` called on one of its own workers waits for the other
+    workers and returns (the standard library raises ``RuntimeError``, a thread cannot join
+    itself); a call submitted from one of its workers when no worker is free runs on that
+    worker at once, so a task that waits for tasks it submitted cannot deadlock the
+    executor; a failing ``initializer`` is logged on the ``offload`` logger, not on
+    ``concurrent.futures``.
 
     Raises:
         ValueError: ``max_workers`` is less than 1 or more than 65536.
@@ -64,9 +68,9 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
         initargs: Tuple[Any, ...] = (),
     ) -> None:
         if max_workers is None:
-            # As ThreadPoolExecutor: from Python 3.13, the CPUs this process may use.
-            cpus: Optional[int] = getattr(os, "process_cpu_count", os.cpu_count)()
-            max_workers = min(32, (cpus or 1) + 4)
+            max_workers = default_thread_workers()
+        elif not isinstance(max_workers, bool) and isinstance(max_workers, int) and max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")  # ThreadPoolExecutor's words
         max_workers = check_count(max_workers, "max_workers")
         check_name(thread_name_prefix, "thread_name_prefix")
         try:
@@ -78,7 +82,7 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
         # Threads are named "<prefix>_<index>", as the standard library names them.
         prefix = thread_name_prefix or f"offload-exec-{next(_executor_numbers)}"
-        self._native = _core.Pool(max_workers, prefix, initializer, initargs, separator="_")
+        self._native = _core.Pool(max_workers, prefix, initializer, initargs, separator="_", on_demand=True)
         self._native_lock = threading.Lock()
         _live_pools.add(self)
 
@@ -96,6 +100,8 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
                 )
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+            if getattr(_cf_thread, "_shutdown", False):  # set as threading's shutdown begins
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             future: concurrent.futures.Future[R] = concurrent.futures.Future()
             self._native.submit_concurrent(future, fn, args, kwargs or None, None)
             return future

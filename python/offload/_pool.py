@@ -30,7 +30,14 @@ from typing import (
 )
 
 from . import _core, _threads  # noqa: F401 (_threads names the workers for threading)
-from ._checks import check_callable, check_count, check_name, check_timeout, check_window
+from ._checks import (
+    check_callable,
+    check_count,
+    check_name,
+    check_timeout,
+    check_window,
+    default_thread_workers,
+)
 from ._call import AwaitedAsCoroutine, Call
 from ._call import start_call as _start_call
 from ._core import Pool as _NativePool
@@ -55,10 +62,13 @@ _get_running_loop = asyncio.get_running_loop
 class PoolStats:
     """Counters of a pool, read at one moment.
 
-    ``submitted`` counts calls accepted; each ends as ``completed`` (returned), ``failed``
-    (raised) or ``cancelled`` (cancelled before it started, or dropped by
-    ``shutdown(cancel_pending=True)``). ``queued`` are waiting, ``busy`` workers are running
-    calls. A ``map`` counts one call per worker that took part, not one per item.
+    ``workers`` is the most workers the pool runs at once, ``threads`` how many are started
+    now (a pool for blocking calls starts them as calls need them; while a worker waits for
+    calls of its own pool, one more may run). ``submitted`` counts calls accepted; each ends
+    as ``completed`` (returned), ``failed`` (raised) or ``cancelled`` (cancelled before it
+    started, or dropped by ``shutdown(cancel_pending=True)``). ``queued`` are waiting,
+    ``busy`` workers are running calls. A ``map`` counts one call per worker that took part,
+    not one per item.
 
     >>> with offload.Pool(workers=1) as pool:
     ...     print(pool.submit(pow, 2, 3).result())
@@ -66,7 +76,7 @@ class PoolStats:
     8
     invalid literal for int() with base 10: 'x'
     >>> pool.stats()
-    PoolStats(workers=1, submitted=2, completed=1, failed=1, cancelled=0, queued=0, busy=0)
+    PoolStats(workers=1, submitted=2, completed=1, failed=1, cancelled=0, queued=0, busy=0, threads=0)
     """
 
     workers: int
@@ -76,6 +86,7 @@ class PoolStats:
     cancelled: int
     queued: int
     busy: int
+    threads: int
 
 
 class Future(AwaitedAsCoroutine, Generic[T]):
@@ -361,10 +372,17 @@ class _PoolBase:
 class Pool(_PoolBase):
     """A pool of native worker threads that run Python callables.
 
-    ``workers`` defaults to the number of CPUs this process may use. Threads are named
-    ``"<name>-<index>"``. Calls start in the order they were submitted. Each worker keeps one
-    Python thread state for its life and takes the GIL once per batch of queued calls, so
-    offloading many small calls costs little more than making them.
+    ``workers`` is the most worker threads it runs at once; it defaults to the standard
+    library's default for blocking work, ``min(32, cpus + 4)``, as
+    :class:`~concurrent.futures.ThreadPoolExecutor`. Workers start as calls need them (one
+    when a call finds none idle), are named ``"<name>-<index>"`` and then stay. Calls start
+    in the order they were submitted. Each worker keeps one Python thread state for its life
+    and takes the GIL once per batch of queued calls, so offloading many small calls costs
+    little more than making them.
+
+    A call that waits for calls of its own pool never deadlocks it: made from a worker when
+    no worker is free, a call runs on that worker at once; a worker that waits (``result()``,
+    a channel) lets another worker run meanwhile.
 
     Use a pool for work that releases the GIL (hashing, compression, I/O, numpy, C libraries)
     or that blocks; pure-Python CPU work does not run in parallel on threads: use
@@ -388,7 +406,8 @@ class Pool(_PoolBase):
     """
 
     def __init__(self, workers: Optional[int] = None, *, name: str = "offload") -> None:
-        self._start(_core.Pool(check_count(workers, "workers"), check_name(name)))
+        count = default_thread_workers() if workers is None else check_count(workers, "workers")
+        self._start(_core.Pool(count, check_name(name), on_demand=True))
         # Bound as the instance's `run` too, which skips the Python frame of the method below.
         self.run = self._run  # type: ignore[method-assign]
 
@@ -497,8 +516,9 @@ _default_lock = threading.Lock()
 
 
 def default_pool() -> Pool:
-    """The process-wide pool used by :func:`offload.run`, created on first use with one
-    worker per CPU available to the process.
+    """The process-wide pool used by :func:`offload.run`, created on first use: a
+    :class:`Pool` with the default size, ``min(32, cpus + 4)`` workers, started as calls need
+    them.
 
     >>> pool = offload.default_pool()
     >>> pool is offload.default_pool(), pool.name
