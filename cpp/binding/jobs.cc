@@ -56,6 +56,7 @@ class LoopCall final : public Job {
       : notifier_(std::move(notifier)), future_(std::move(future)), call_(std::move(call)) {}
 
   bool cancel_requested() const override { return future_done(future_.get()); }
+  PyObject* loop_future() const override { return future_.get(); }
 
   static void run(std::unique_ptr<LoopCall> job) {
     if (!WorkerGil::ensure()) return leak(job);
@@ -111,6 +112,7 @@ class MapCall final : public Job {
   bool cancel_requested() const override {
     return stop_.load(std::memory_order_relaxed) || future_done(future_.get());
   }
+  PyObject* loop_future() const override { return future_.get(); }
 
   static void run(std::shared_ptr<MapCall> job) {
     if (!WorkerGil::ensure()) return leak(job);
@@ -309,11 +311,9 @@ class ConcurrentCall final : public Job {
   std::shared_ptr<const std::atomic<bool>> broken_;
 };
 
-// submit_or_run: a worker that submits to its own pool when no worker is free runs the call
-// itself, so that waiting for it (a nested map, a result()) cannot deadlock the pool.
 template <class J, class Ptr>
 absl::Status submit_job(ThreadPool& pool, Ptr job) {
-  return pool.submit_or_run(JobTask<J, Ptr>(std::move(job)));
+  return pool.submit(JobTask<J, Ptr>(std::move(job)));
 }
 
 }  // namespace

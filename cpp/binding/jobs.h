@@ -34,6 +34,9 @@ class Job {
  public:
   virtual ~Job() = default;
   virtual bool cancel_requested() const = 0;  // GIL held
+  // The asyncio future (a Call) its result goes to, for a call awaited on a loop; else null.
+  // Borrowed: the job holds it while it runs. offload.from_thread finds the loop through it.
+  virtual PyObject* loop_future() const { return nullptr; }
 };
 
 // The job running on this thread, or null.

@@ -173,6 +173,32 @@ class PyFuture {
   Future<Outcome> future_;
 };
 
+// A promise settled from Python (offload.from_thread): its future is a PyFuture that threads
+// wait on with the GIL released. Destroyed unsettled (a loop that closed with its task still
+// queued), it settles the future as cancelled.
+class PyPromise {
+ public:
+  PyFuture future() const { return PyFuture(promise_.get_future()); }
+
+  bool set_result(const pyb::object& value) {
+    Outcome outcome;
+    outcome.value = own(value);
+    return promise_.set_value(std::move(outcome));
+  }
+
+  bool set_exception(const pyb::object& error) {
+    if (!PyExceptionInstance_Check(error.ptr())) {
+      throw pyb::type_error("offload: set_exception() takes an exception instance");
+    }
+    Outcome outcome;
+    outcome.error = own(error);
+    return promise_.set_value(std::move(outcome));
+  }
+
+ private:
+  Promise<Outcome> promise_;
+};
+
 // ---------------------------------------------------------------------------------------------
 // Pool: a ThreadPool whose workers run Python jobs.
 
@@ -590,6 +616,18 @@ PYBIND11_MODULE(_core, m) {
              return n.drain();
            })
       .def("close", &Notifier::close)
+      .def("call_soon",
+           [](Notifier& n, pyb::object fn) {
+             // fn() on the loop's thread, in the notifier's next batch. False when the notifier
+             // is closed (fn is dropped, unrun).
+             require_callable(fn);
+             return n.add([fn = own(fn)] {
+                       Ref r = Ref::steal(PyObject_CallNoArgs(fn.get()));
+                       if (!r) log_raised("offload: a callback on the event loop failed");
+                     })
+                 .ok();
+           },
+           pyb::arg("fn"))
       .def_property_readonly("closed", &Notifier::closed)
       .def("stats", [](const Notifier& n) {
         Notifier::Stats s = n.stats();
@@ -611,6 +649,12 @@ PYBIND11_MODULE(_core, m) {
       .def("add_done_callback", &PyFuture::add_done_callback, pyb::arg("fn"), pyb::arg("arg"))
       .def("deliver_to", &PyFuture::deliver_to, pyb::arg("notifier"), pyb::arg("loop_future"))
       .def_property_readonly("state", &PyFuture::state);
+
+  pyb::class_<PyPromise>(m, "Promise")
+      .def(pyb::init<>())
+      .def_property_readonly("future", &PyPromise::future)
+      .def("set_result", &PyPromise::set_result, pyb::arg("value"))
+      .def("set_exception", &PyPromise::set_exception, pyb::arg("error"));
 
   pyb::class_<PyPool>(m, "Pool")
       .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple, std::optional<std::string>,
@@ -640,6 +684,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("cancelled", [] {
     const Job* job = current_job();
     return job != nullptr && job->cancel_requested();
+  });
+  m.def("current_call", []() -> pyb::object {
+    const Job* job = current_job();
+    PyObject* future = job != nullptr ? job->loop_future() : nullptr;
+    return future != nullptr ? pyb::reinterpret_borrow<pyb::object>(future) : pyb::none();
   });
   m.def("default_worker_count", &ThreadPool::default_worker_count);
   m.attr("interpreters_supported") = kInterpretersSupported;

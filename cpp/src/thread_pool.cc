@@ -56,55 +56,40 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
     throw std::runtime_error(failure);
   }
 
-  absl::Status submit(Task task, bool may_run_here) {
-    enum { kRefused, kRunHere, kStranded } outcome = kRefused;
+  absl::Status submit(Task task) {
     std::deque<Task> stranded;  // tasks no worker could ever run (destroyed outside the lock)
     {
       absl::MutexLock l(&mu_);
       if (!stopping_) {
         ++submitted_;
+        queue_.push_back(std::move(task));
         if (!parked_.empty()) {
-          queue_.push_back(std::move(task));
           wake_one_locked();
           return absl::OkStatus();
         }
-        if (waking_ > queue_.size()) {  // a worker already woken will take it
-          queue_.push_back(std::move(task));
-          return absl::OkStatus();
+        if (waking_ >= queue_.size()) return absl::OkStatus();  // a woken worker will take it
+        if (current_pool() == this && !lent_) {
+          lent_ = true;  // see "Lending" in the header; returned when the current task ends
+          ++loans_;
         }
-        if (can_start_locked()) {
-          queue_.push_back(std::move(task));
-          Task first = pop_locked();  // the head goes with the new worker: FIFO holds
-          std::string failure;
-          if (start_worker_locked(&first, &failure)) return absl::OkStatus();
-          queue_.push_front(std::move(first));
-          if (staffed_ > 0) return absl::OkStatus();  // the workers there are will get to it
-          cancelled_ += queue_.size();
-          stranded.swap(queue_);
-          if (busy_ == 0) idle_cv_.SignalAll();
-          outcome = kStranded;
-        } else if (may_run_here && current_pool() == this) {
-          // A worker of this pool, and no worker free to take the task: it runs it itself, so
-          // that waiting for the task afterwards cannot wait forever.
-          outcome = kRunHere;
-        } else {
-          queue_.push_back(std::move(task));
-          return absl::OkStatus();
-        }
+        if (!can_start_locked()) return absl::OkStatus();
+        Task first = pop_locked();  // the head goes with the new worker: FIFO holds
+        std::string failure;
+        if (start_worker_locked(&first, &failure)) return absl::OkStatus();
+        queue_.push_front(std::move(first));
+        if (staffed_ > 0) return absl::OkStatus();  // the workers there are will get to it
+        cancelled_ += queue_.size();
+        stranded.swap(queue_);
+        if (busy_ == 0) idle_cv_.SignalAll();
       }
     }
-    switch (outcome) {
-      case kRunHere:
-        run_one(std::move(task));
-        return absl::OkStatus();
-      case kStranded:
-        stranded.clear();
-        return absl::ResourceExhaustedError(
-            "offload: the pool has no worker and the system refused to start one");
-      default:
-        task = nullptr;  // destroyed outside the lock: it may settle a promise
-        return absl::FailedPreconditionError("offload: submit to a ThreadPool that was shut down");
+    if (!stranded.empty()) {
+      stranded.clear();
+      return absl::ResourceExhaustedError(
+          "offload: the pool has no worker and the system refused to start one");
     }
+    task = nullptr;  // destroyed outside the lock: it may settle a promise
+    return absl::FailedPreconditionError("offload: submit to a ThreadPool that was shut down");
   }
 
   void shutdown(Pending pending) {
@@ -174,7 +159,7 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
     s.cancelled = cancelled_ + task_cancelled_.load(std::memory_order_relaxed);
     s.queued = queue_.size();
     s.busy = busy_;
-    s.threads = alive_;
+    s.threads = staffed_;
     return s;
   }
 
@@ -192,6 +177,10 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
     thread_local State* pool = nullptr;
     return pool;
   }
+
+  // On a worker: whether its current task lent the worker's place (guarded by mu_ when read
+  // or written by submit; only this worker's thread touches it).
+  static inline thread_local bool lent_ = false;
 
   // Compensation: while a worker waits for other work, one more worker may run (see the header).
   void begin_blocking() {
@@ -219,15 +208,21 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
     return queue_.empty() && busy_ == 0;
   }
 
-  // Whether one more worker may start now: below the limit (raised by one per blocked worker),
-  // and either on demand or to compensate for a blocked worker.
-  bool can_start_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !stopping_ && (start_on_demand_ || blocked_ > 0) && staffed_ < workers_ + blocked_;
+  // The most workers that may run now: the limit, plus one per blocked worker and per loan.
+  std::size_t allowed_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return workers_ + blocked_ + loans_;
   }
 
-  // More workers than the limit allows (compensation no longer needed).
+  // Whether one more worker may start now: below what is allowed, and either on demand or to
+  // compensate for a blocked or lending worker.
+  bool can_start_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !stopping_ && (start_on_demand_ || blocked_ + loans_ > 0) &&
+           staffed_ < allowed_locked();
+  }
+
+  // More workers than allowed (compensation no longer needed).
   bool surplus_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return staffed_ > workers_ + blocked_;
+    return staffed_ > allowed_locked();
   }
 
   // Starts a worker that runs `*first` (if any; counted busy) before it takes from the queue.
@@ -353,6 +348,15 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
   }
 
   void run_one(Task task) {
+    run_task(std::move(task));
+    if (lent_) {  // the task that lent this worker's place has ended: the loan is returned
+      absl::MutexLock l(&mu_);
+      lent_ = false;
+      --loans_;
+    }
+  }
+
+  void run_task(Task task) {
     TaskOutcome outcome = TaskOutcome::kCompleted;
     {
       this_task::OutcomeScope scope(&outcome);
@@ -395,6 +399,7 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
   std::size_t waking_ ABSL_GUARDED_BY(mu_) = 0;  // claimed from parked_, not yet running
   std::size_t next_index_ ABSL_GUARDED_BY(mu_) = 0;  // of the next worker started
   std::size_t blocked_ ABSL_GUARDED_BY(mu_) = 0;  // workers inside a BlockingScope
+  std::size_t loans_ ABSL_GUARDED_BY(mu_) = 0;  // workers whose current task lent its place
   std::size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // workers running a batch
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
@@ -413,10 +418,7 @@ ThreadPool::~ThreadPool() {
   state_->join();
 }
 
-absl::Status ThreadPool::submit(Task task) { return state_->submit(std::move(task), false); }
-absl::Status ThreadPool::submit_or_run(Task task) {
-  return state_->submit(std::move(task), true);
-}
+absl::Status ThreadPool::submit(Task task) { return state_->submit(std::move(task)); }
 void ThreadPool::shutdown(Pending pending) { state_->shutdown(pending); }
 void ThreadPool::join() { state_->join(); }
 void ThreadPool::wait_idle() { state_->wait_idle(); }

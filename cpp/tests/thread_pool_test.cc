@@ -424,41 +424,60 @@ TEST(ThreadPool, ABlockingScopeOffAWorkerThreadChangesNothing) {
   EXPECT_EQ(pool.stats().threads, 1u);
 }
 
-TEST(ThreadPool, SubmitOrRunRunsOnTheCallingWorkerWhenNoneIsFree) {
-  ThreadPool pool(WithWorkers(1));
-  Future<bool> same_thread = run(pool, [&pool] {
+TEST(ThreadPool, AWorkerSubmittingToItsFullPoolLendsItsPlace) {
+  // The submitter waits for its task with no BlockingScope (as a thread running its own event
+  // loop would): the task still runs, on a worker started for the loan.
+  absl::Notification retired;
+  ThreadPool::Options o = WithWorkers(1, "lend");
+  std::atomic<int> stops{0};
+  o.hooks.on_stop = [&] {
+    if (stops.fetch_add(1) == 0) retired.Notify();
+  };
+  ThreadPool pool(std::move(o));
+  Future<bool> outer = run(pool, [&pool] {
     const std::thread::id me = std::this_thread::get_id();
-    std::thread::id ran_on;
-    EXPECT_TRUE(pool.submit_or_run([&] { ran_on = std::this_thread::get_id(); }).ok());
-    return ran_on == me;  // it ran before submit_or_run returned, on this worker
+    Future<std::thread::id> inner = run(pool, [] { return std::this_thread::get_id(); });
+    return inner.get() != me;
   });
-  EXPECT_TRUE(same_thread.get());
-  pool.wait_idle();
-  EXPECT_EQ(pool.stats().completed, 2u);
+  EXPECT_TRUE(outer.get());
+  retired.WaitForNotification();  // the loan ended with the outer task: the extra worker left
+  EXPECT_EQ(pool.stats().threads, 1u);
 }
 
-TEST(ThreadPool, SubmitOrRunQueuesWhenAWorkerIsFreeOrTheCallerIsNoWorker) {
-  ThreadPool pool(OnDemand(2));
-  absl::Notification done;
-  std::thread::id ran_on;
-  ASSERT_TRUE(pool.submit_or_run([&] {
-                    ran_on = std::this_thread::get_id();
-                    done.Notify();
-                  }).ok());
-  done.WaitForNotification();
-  EXPECT_NE(ran_on, std::this_thread::get_id());
-  pool.wait_idle();  // its worker is parked, and takes the outer task; a second can start
-  Future<bool> elsewhere = run(pool, [&pool] {
-    absl::Notification inner_done;
-    std::thread::id inner_on;
-    EXPECT_TRUE(pool.submit_or_run([&] {
-                      inner_on = std::this_thread::get_id();
-                      inner_done.Notify();
-                    }).ok());
-    inner_done.WaitForNotification();  // a second worker, started for it, took it
-    return inner_on != std::this_thread::get_id();
+TEST(ThreadPool, ALoanAddsOneWorkerHoweverManyTasksTheLenderSubmits) {
+  ThreadPool pool(WithWorkers(1, "lend"));
+  std::atomic<int> running{0}, most{0};
+  absl::Notification submitted;
+  Future<int> outer = run(pool, [&] {
+    std::vector<Future<int>> inner;
+    for (int i = 0; i < 10; ++i) {
+      inner.push_back(run(pool, [&, i] {
+        const int now = running.fetch_add(1) + 1;
+        int seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {
+        }
+        running.fetch_sub(1);
+        return i;
+      }));
+    }
+    int sum = 0;
+    for (auto& f : inner) sum += f.get();
+    return sum;
   });
-  EXPECT_TRUE(elsewhere.get());
+  EXPECT_EQ(outer.get(), 45);
+  EXPECT_EQ(most.load(), 1);  // the ten ran one after another, on the one extra worker
+  EXPECT_LE(pool.stats().threads, 2u);
+}
+
+TEST(ThreadPool, AWorkerSubmittingWhileAnotherIsParkedTakesNoLoan) {
+  ThreadPool pool(OnDemand(2));
+  Future<std::size_t> threads = run(pool, [&pool] {
+    run(pool, [] { return 0; }).get();  // a second worker starts on demand: within the limit
+    return pool.stats().threads;
+  });
+  EXPECT_EQ(threads.get(), 2u);
+  pool.wait_idle();
+  EXPECT_EQ(pool.stats().threads, 2u);  // none beyond the limit, so none leaves
 }
 
 TEST(ThreadPool, ATaskMayDestroyItsOwnPool) {

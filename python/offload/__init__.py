@@ -81,6 +81,8 @@ else:
     from ._executor import Executor
     from ._pool import Future, Pool, PoolStats, cancelled, default_pool, run
 
+    from . import from_thread
+
 # Public objects present themselves as offload.X: in reprs, tracebacks, pickles and the docs.
 for _name in __all__:
     try:

@@ -50,10 +50,10 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     ``RuntimeError`` once the interpreter is shutting down (the main thread has finished).
     Unlike it: ``shutdown(wait=True)`` called on one of its own workers waits for the other
     workers and returns (the standard library raises ``RuntimeError``, a thread cannot join
-    itself); a call submitted from one of its workers when no worker is free runs on that
-    worker at once, so a task that waits for tasks it submitted cannot deadlock the
-    executor; a failing ``initializer`` is logged on the ``offload`` logger, not on
-    ``concurrent.futures``.
+    itself); a task that submits to the executor while no worker is free lends its place
+    until it ends (one more worker may run meanwhile), so a task that waits for tasks it
+    submitted cannot deadlock the executor; a failing ``initializer`` is logged on the
+    ``offload`` logger, not on ``concurrent.futures``.
 
     Raises:
         ValueError: ``max_workers`` is less than 1 or more than 65536.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from . import _core
 
@@ -36,6 +36,12 @@ def notifier_for(loop: asyncio.AbstractEventLoop) -> _core.Notifier:
     if notifier is not None:
         return notifier
     return _attach(loop)
+
+
+def registered_notifier(loop: asyncio.AbstractEventLoop) -> Optional[_core.Notifier]:
+    """The notifier of ``loop`` if it has one already; safe from any thread (it attaches none:
+    attaching touches the loop, which only its own thread may)."""
+    return _notifiers.get(id(loop))
 
 
 class _Waker:

@@ -380,9 +380,10 @@ class Pool(_PoolBase):
     and takes the GIL once per batch of queued calls, so offloading many small calls costs
     little more than making them.
 
-    A call that waits for calls of its own pool never deadlocks it: made from a worker when
-    no worker is free, a call runs on that worker at once; a worker that waits (``result()``,
-    a channel) lets another worker run meanwhile.
+    Calls that wait for calls of their own pool never deadlock it: a worker that submits to
+    its pool while no worker is free lends its place until its call ends (one more worker
+    may run meanwhile), and a worker that waits with the GIL released (``result()``, a
+    channel) lets another worker run while it waits.
 
     Use a pool for work that releases the GIL (hashing, compression, I/O, numpy, C libraries)
     or that blocks; pure-Python CPU work does not run in parallel on threads: use

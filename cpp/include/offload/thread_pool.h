@@ -30,9 +30,10 @@
 //     for other work to finish. While it does, the pool may run one more worker than
 //     Options::workers, so that queued tasks are not stuck behind a worker that waits for them.
 //     A worker beyond the limit exits when it finds the queue empty.
-//   * submit_or_run() runs the task on the calling thread instead of queueing it when that
-//     thread is a worker of this pool and no worker is parked or can be started: a worker that
-//     then waits for the task cannot wait forever ("caller runs").
+//   * Lending: a worker that submits to its own pool when no worker is free lends its place
+//     until its current task ends: one more worker may run meanwhile, so the task it submitted
+//     does not wait behind the submitter, whatever the submitter then waits on (a future, its
+//     own event loop). One loan per worker at a time: a burst of such submits adds one worker.
 //
 // Shutdown: shutdown() stops intake (submit then fails with FailedPrecondition and destroys
 // the task). Pending::kRun lets workers finish the queue; Pending::kCancel destroys queued
@@ -82,7 +83,7 @@ class ThreadPool final : public Executor {
     std::size_t queued = 0;       // waiting in the queue
     std::size_t busy = 0;         // workers running a batch
     std::size_t workers = 0;      // Options::workers
-    std::size_t threads = 0;      // workers started and not exited (compensation included)
+    std::size_t threads = 0;      // workers started and not leaving (compensation included)
   };
 
   enum class Pending { kRun, kCancel };
@@ -101,9 +102,6 @@ class ThreadPool final : public Executor {
   // with ResourceExhausted when the pool has no worker and the system refuses to start one
   // (every queued task is then destroyed: nothing could ever run it).
   absl::Status submit(Task task);
-  // As submit(), but on one of this pool's workers, when no worker is parked or can be started,
-  // runs `task` on the calling thread before returning.
-  absl::Status submit_or_run(Task task);
   absl::Status add(Task task) override { return submit(std::move(task)); }
 
   // Stops intake; idempotent. kCancel also destroys every queued task without running it.
