@@ -63,6 +63,7 @@ class Calls(NamedTuple):
     bulk_n: Dict[str, int]
     latency: Dict[str, Dict[str, dict]]                      # loop -> candidate -> extra_info
     paired: Dict[Tuple[str, str], float]                     # (scenario, loop) -> base / offload
+    paired_runs: Dict[Tuple[str, str], dict]                 # (scenario, loop) -> the benchmark
 
 
 def calls_data(benchmarks: List[dict]) -> Calls:
@@ -71,6 +72,7 @@ def calls_data(benchmarks: List[dict]) -> Calls:
     bulk_n: Dict[str, int] = {}
     latency: Dict[str, Dict[str, dict]] = defaultdict(dict)
     paired: Dict[Tuple[str, str], float] = {}
+    paired_runs: Dict[Tuple[str, str], dict] = {}
     for b in benchmarks:
         e = b.get("extra_info", {})
         name = b["name"]
@@ -85,7 +87,8 @@ def calls_data(benchmarks: List[dict]) -> Calls:
             m = re.match(r"test_paired_(\w+?)_vs_\w+\[(\w+)\]", name)
             if m:
                 paired[(m.group(1), m.group(2))] = e["baseline_median"] / b["stats"]["median"]
-    return Calls(dict(per_call), dict(bulk), bulk_n, dict(latency), paired)
+                paired_runs[(m.group(1), m.group(2))] = b
+    return Calls(dict(per_call), dict(bulk), bulk_n, dict(latency), paired, paired_runs)
 
 
 def best_other(values: Dict[str, float], subject: str) -> Tuple[Optional[str], float]:
@@ -667,10 +670,16 @@ def main(argv: List[str]) -> int:
         group = calls.per_call.get(("trivial", loop, 10_000), {})
         if "offload" in group and "to_thread" in group:
             speed = group["to_thread"] / group["offload"]
-            goals.append((f"gather of 10,000 `offload.run` vs `asyncio.to_thread` ({loop})", speed, speed >= 10, ">= 10x"))
+            goals.append((f"gather of 10,000 `offload.run` vs `asyncio.to_thread` ({loop})", speed, speed >= 16, ">= 16x"))
         if ("gather_10000", loop) in calls.paired:
             floor = calls.paired[("gather_10000", loop)]
-            goals.append((f"gather of 10,000 `offload.run` vs the asyncio floor ({loop}, paired)", floor, floor >= 0.8, ">= 0.8x"))
+            goals.append((f"gather of 10,000 `offload.run` vs the asyncio floor ({loop}, paired)", floor, floor >= 0.95, ">= 0.95x"))
+        if ("create_task_10000", loop) in calls.paired:
+            ct = calls.paired[("create_task_10000", loop)]
+            goals.append((f"10,000 `create_task(offload.run(f))` vs `create_task(asyncio.to_thread(f))` ({loop}, paired)", ct, ct >= 5, ">= 5x"))
+        if ("from_thread", loop) in calls.paired:
+            ft = calls.paired[("from_thread", loop)]
+            goals.append((f"`from_thread.run_sync` round trip vs the best of `run_coroutine_threadsafe(...).result()` and `anyio.from_thread.run_sync` ({loop}, paired)", ft, ft >= 3, ">= 3x"))
     trivial_bulk = calls.bulk.get("trivial", {})
     if "pool_map" in trivial_bulk and "to_thread_gather" in trivial_bulk:
         mp = trivial_bulk["to_thread_gather"] / trivial_bulk["pool_map"]
@@ -695,6 +704,7 @@ def main(argv: List[str]) -> int:
       " and [DaskPool](#daskpool-on-a-dask-cluster).\n")
 
     out.extend(calls_section(calls, plots))
+    out.extend(dropin_section(calls))
     out.extend(channel_section(chan, chan_items))
     if cpu is not None or args.cpu:
         out.extend(cpu_section(cpu, [p for p in missing if p == args.cpu]))
@@ -835,6 +845,43 @@ MEMORY_KINDS = (
      "items waiting in an unbounded channel or queue (made beforehand: only the queue's own "
      "memory counts)", "memory_per_item.py", "build/memory-item.json"),
 )
+
+
+DROPIN = {
+    "create_task_10000": ("10,000 calls each handed to `asyncio.create_task`, then gathered",
+                          {"baseline": "`create_task(asyncio.to_thread(f))`"}, "`create_task(offload.run(f))`"),
+    "from_thread": ("a worker calling a function on the loop and waiting for its result, 500 in a row",
+                    {"run_coroutine_threadsafe": "`asyncio.run_coroutine_threadsafe(coro, loop).result()`",
+                     "anyio": "`anyio.from_thread.run_sync`"}, "`offload.from_thread.run_sync`"),
+}
+
+
+def dropin_section(calls: Calls) -> List[str]:
+    """The drop-in patterns (test_bench_dropin.py): time per call, from the paired runs."""
+    out: List[str] = []
+    w = out.append
+    runs = {key: b for key, b in calls.paired_runs.items() if key[0] in DROPIN}
+    if not runs:
+        return out
+    w("## Drop-in patterns\n")
+    w("Paired runs (`benchmarks/test_bench_dropin.py`): before each timed offload round, each")
+    w("baseline runs once, timed by hand on the same loop. Time per call (median round / calls).\n")
+    for scenario, (title, baselines, subject) in DROPIN.items():
+        for loop in LOOPS:
+            b = runs.get((scenario, loop))
+            if b is None:
+                continue
+            e = b["extra_info"]
+            n = e.get("calls", 1)
+            w(f"**{title}** ({loop}):\n")
+            w("| candidate | per call | offload is |")
+            w("|---|---|---|")
+            own = b["stats"]["median"] / n
+            w(f"| {subject} | {fmt_time(own)} | - |")
+            for name, median in sorted(e.get("baseline_medians", {}).items(), key=lambda kv: kv[1]):
+                w(f"| {baselines.get(name, name)} | {fmt_time(median / n)} | {median / n / own:.1f}x faster |")
+            w("")
+    return out
 
 
 def memory_section(task_json: Optional[dict], item_json: Optional[dict]) -> List[str]:

@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 import pytest
 
 import offload
+from harness import drive, drive_paired
 
 try:
     import anyio.to_thread
@@ -111,20 +112,6 @@ def sequential(submit: Submit, fn: Callable[[int], Any], n: int) -> Callable[[],
         return [await submit(fn, i) for i in range(n)]
 
     return main
-
-
-def collect_garbage() -> None:
-    """Before every round: each round starts from the same heap, whatever ran before it (a
-    full collection left over from an earlier scenario would otherwise land in a later one)."""
-    gc.collect()
-
-
-def drive(benchmark: Any, loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[Any]],
-          rounds: int, check: Optional[List[Any]] = None) -> None:
-    result = benchmark.pedantic(
-        lambda: loop.run_until_complete(make()), setup=collect_garbage, rounds=rounds, warmup_rounds=1)
-    if check is not None:
-        assert result == check
 
 
 def rounds_for(candidate: str, work: str, burst: int) -> int:
@@ -240,23 +227,6 @@ def test_latency(benchmark: Any, loop: asyncio.AbstractEventLoop, loop_kind: str
 
 N = 10_000
 SEQ = 200
-
-
-def drive_paired(benchmark: Any, loop: asyncio.AbstractEventLoop, make_offload: Callable[[], Awaitable[Any]],
-                 make_baseline: Callable[[], Awaitable[Any]], rounds: int) -> None:
-    baseline_times: List[float] = []
-
-    def setup() -> None:
-        gc.collect()
-        start = time.perf_counter()
-        loop.run_until_complete(make_baseline())
-        baseline_times.append(time.perf_counter() - start)
-        gc.collect()
-
-    benchmark.pedantic(lambda: loop.run_until_complete(make_offload()), setup=setup,
-                       rounds=rounds, warmup_rounds=1)
-    baseline_times.sort()
-    benchmark.extra_info["baseline_median"] = baseline_times[len(baseline_times) // 2]
 
 
 @pytest.mark.benchmark(group="paired")
