@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 from typing import Any, Awaitable, Callable, Iterator
 
@@ -97,3 +100,18 @@ def native_thread_name() -> str:
 
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
+
+
+# Python's own Ctrl-C handler, even when the test run ignores SIGINT (as a background job of a
+# shell does): the programs that tests start are sent SIGINT on purpose.
+_SIGINT_HANDLED = "import signal as _s; _s.signal(_s.SIGINT, _s.default_int_handler); del _s\n"
+
+
+def run_python(code: str, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+    """Runs ``code`` (dedented) in a fresh interpreter; its output and exit status."""
+    return subprocess.run(
+        [sys.executable, "-c", _SIGINT_HANDLED + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

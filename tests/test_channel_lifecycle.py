@@ -3,7 +3,7 @@ wait, exit with blocked threads, and waiters whose loop or channel went away."""
 
 from __future__ import annotations
 
-from test_lifecycle import run_python
+from conftest import run_python
 
 
 def test_ctrl_c_interrupts_recv_blocking_on_the_main_thread_and_leaves_no_waiter() -> None:

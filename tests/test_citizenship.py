@@ -20,7 +20,7 @@ from typing import Any, Iterator, List, Set, Tuple
 import pytest
 
 import offload
-from conftest import Gate, native_thread_name
+from conftest import Gate, native_thread_name, run_python
 
 TIMEOUT = 30
 
@@ -34,10 +34,6 @@ def identity() -> Tuple[str, str, bool, str]:
 def listed_names() -> Set[str]:
     return {t.name for t in threading.enumerate()}
 
-
-def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_workers_carry_their_names_in_threading_and_in_the_kernel() -> None:

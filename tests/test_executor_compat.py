@@ -15,9 +15,7 @@ import itertools
 import logging
 import os
 import re
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 import traceback
@@ -28,7 +26,7 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 
 import offload
-from conftest import Gate
+from conftest import Gate, run_python
 
 TIMEOUT = 30  # seconds; only ever reached when a test fails
 
@@ -89,14 +87,6 @@ def wait_until(predicate: Callable[[], bool]) -> None:
         assert time.monotonic() < deadline, "condition never held"
         time.sleep(0.001)
 
-
-def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import concurrent.futures
 import threading
 from typing import Any, List
 
-import pytest
 
 import offload
 
