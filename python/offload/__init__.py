@@ -43,6 +43,7 @@ __all__ = [
     "WouldBlock",
     "cancelled",
     "default_pool",
+    "from_thread",
     "run",
     "select",
     "select_blocking",
@@ -85,6 +86,8 @@ else:
 
 # Public objects present themselves as offload.X: in reprs, tracebacks, pickles and the docs.
 for _name in __all__:
+    if _name == "from_thread":  # a module of its own
+        continue
     try:
         globals()[_name].__module__ = __name__
     except (AttributeError, TypeError):  # offload.run: a native function keeps its own

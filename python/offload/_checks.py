@@ -30,7 +30,8 @@ def check_name(name: str, what: str = "name") -> str:
 
 
 def check_count(value: Optional[int], what: str, maximum: int = MAX_WORKERS) -> int:
-    """A count of workers (None: one per CPU available), or of ``what`` at most ``maximum``."""
+    """A count of workers (None: one per CPU available, the CPU pools' default), or of
+    ``what`` at most ``maximum``."""
     if value is None:
         return int(_core.default_worker_count())
     if isinstance(value, bool) or not isinstance(value, int):
