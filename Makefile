@@ -63,7 +63,8 @@ test-cpp: build-cpp
 test-python: build
 	$(PY) -m pytest tests -q
 
-## The CPU-pool tests again on a Python with own-GIL subinterpreters, when $(PYTHON) has none.
+## The CPU-pool tests again on a Python with own-GIL subinterpreters, when $(PYTHON) has none,
+## and CPython's own executor tests (tests/test_stdlib_suites.py), which 3.11 and 3.12 builds lack.
 $(INTERP_VENV)/.installed: pyproject.toml CMakeLists.txt $(SOURCES) | deps
 	$(INTERP_PYTHON) -m venv $(INTERP_VENV)
 	$(IPY) -m pip install -q --upgrade pip
@@ -77,7 +78,7 @@ test-interpreters: build
 	  echo "test-interpreters: SKIPPED, no python3.12 (>= 3.12.4) or newer on PATH for InterpreterPool"; \
 	else \
 	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed && \
-	  $(IPY) -m pytest $(wildcard tests/test_cpu_*.py) -q; \
+	  $(IPY) -m pytest $(wildcard tests/test_cpu_*.py) tests/test_stdlib_suites.py -q; \
 	fi
 
 test: test-cpp test-python test-interpreters

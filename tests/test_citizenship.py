@@ -120,13 +120,35 @@ def test_executor_names_threads_like_the_standard_library() -> None:
     assert names and all(re.fullmatch(r"Special_[01]", n) for n in names)
 
 
-def test_executor_default_names_are_numbered_per_executor() -> None:
+def test_executor_default_names_are_the_standard_librarys() -> None:
     with offload.Executor(max_workers=1) as a, offload.Executor(max_workers=1) as b:
         first = a.submit(lambda: threading.current_thread().name).result(timeout=TIMEOUT)
         second = b.submit(lambda: threading.current_thread().name).result(timeout=TIMEOUT)
-    assert re.fullmatch(r"offload-exec-\d+_0", first)
-    assert re.fullmatch(r"offload-exec-\d+_0", second)
-    assert first != second
+        std = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        standard = std.submit(lambda: threading.current_thread().name).result(timeout=TIMEOUT)
+        std.shutdown()
+    for name in (first, second, standard):
+        assert re.fullmatch(r"ThreadPoolExecutor-\d+_0", name)
+    assert len({first, second, standard}) == 3  # one counter, shared with the standard library
+
+
+def test_executor_threads_lists_its_workers_as_the_standard_library_does(gate: Gate) -> None:
+    ex = offload.Executor(max_workers=3)
+    try:
+        assert ex._threads == set()
+        blocked = [ex.submit(gate.wait) for _ in range(3)]
+        workers = ex._threads  # filled by submit itself, as ThreadPoolExecutor's
+        assert len(workers) == 3 and all(isinstance(t, threading.Thread) for t in workers)
+        gate.open()
+        [f.result(timeout=TIMEOUT) for f in blocked]
+        assert all(t.is_alive() for t in workers)
+    finally:
+        gate.open()
+        ex.shutdown(wait=True)
+    for thread in workers:
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+    assert sorted(t.name for t in workers) == [f"{ex._thread_name_prefix}_{i}" for i in range(3)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,18 +475,19 @@ def test_a_raising_done_callback_is_logged_with_its_traceback(caplog, one_worker
     assert record.exc_info[2] is not None  # with its traceback
 
 
-def test_a_failing_initializer_is_logged(caplog) -> None:
+def test_a_failing_executor_initializer_is_logged_as_the_standard_library_logs_it(caplog) -> None:
     def init() -> None:
         raise OSError("no driver")
 
-    with caplog.at_level(logging.ERROR, logger="offload"):
+    with caplog.at_level(logging.ERROR):
         ex = offload.Executor(max_workers=1, initializer=init)
         failed = ex.submit(pow, 2, 2)  # starts the worker, whose initializer fails
         ex.shutdown(wait=True)
     assert isinstance(failed.exception(timeout=30), concurrent.futures.BrokenExecutor)
-    (record,) = offload_errors(caplog)
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]  # once, not twice
+    assert (record.name, record.levelno) == ("concurrent.futures", logging.CRITICAL)
     assert record.exc_info is not None and record.exc_info[0] is OSError
-    assert "initializer" in record.getMessage()
+    assert record.getMessage() == "Exception in initializer:"
 
 
 def test_a_loop_future_that_refuses_its_result_is_logged(caplog, one_worker) -> None:

@@ -41,7 +41,7 @@ KINDS = [
 PRELUDE = """\
 import warnings
 warnings.filterwarnings("ignore", message=".*gh-119213", category=RuntimeWarning)
-import json, os, select, sys
+import json, os, select, sys, time
 import offload, cpu_work
 KIND = {kind!r}
 
@@ -194,6 +194,10 @@ def test_a_garbage_collected_pool_stops_its_workers(kind: str, tmp_path: Path) -
         during = (named("gcpool-"), interpreters())
         del pool, calls
         gc.collect()
+        # As ThreadPoolExecutor, collecting it does not wait: its workers exit on their own.
+        deadline = time.monotonic() + 30
+        while named("gcpool-") and time.monotonic() < deadline:
+            time.sleep(0.01)  # nothing to wait on: the kernel's list of threads
         after = (named("gcpool-"), interpreters())
         print(json.dumps({{"before": before, "during": during, "after": after, "pids": pids}}))
         """,

@@ -4,12 +4,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -202,13 +204,57 @@ class PyPromise {
 // ---------------------------------------------------------------------------------------------
 // Pool: a ThreadPool whose workers run Python jobs.
 
+// Joins `pool`'s workers with the GIL released; on the main thread it wakes every 100 ms for
+// signal handlers, and a Ctrl-C ends the wait with KeyboardInterrupt (as Future.result()).
+void join(ThreadPool& pool) {
+  const WaitEnd end = wait_without_gil([&pool](absl::Time t) { return pool.join_until(t); },
+                                       absl::InfiniteFuture());
+  if (end == WaitEnd::kSignal) throw pyb::error_already_set();
+}
+
+// Pools whose Python object was collected: their workers finish the queue on their own; the
+// exit hook joins them (join_retired_pools) before finalization. Guarded by the GIL.
+std::vector<std::shared_ptr<ThreadPool>>& retired_pools() {
+  static auto* pools = new std::vector<std::shared_ptr<ThreadPool>>();  // never destroyed
+  return *pools;
+}
+bool exit_hook_ran = false;  // after it, nothing joins retired pools any more: retire() does
+
+void retire(std::shared_ptr<ThreadPool> pool) {
+  pool->shutdown(ThreadPool::Pending::kRun);
+  if (exit_hook_ran) {  // collected after offload's exit hook (a later atexit handler's pool)
+    join(*pool);
+    return;
+  }
+  auto& pools = retired_pools();
+  // Those whose workers all exited are joined now (at once), so that none accumulates.
+  pools.erase(std::remove_if(pools.begin(), pools.end(),
+                             [](const std::shared_ptr<ThreadPool>& p) {
+                               if (!p->exited()) return false;
+                               p->join();
+                               return true;
+                             }),
+              pools.end());
+  pools.push_back(std::move(pool));
+}
+
+void join_retired_pools() {
+  exit_hook_ran = true;
+  auto& pools = retired_pools();
+  while (!pools.empty()) {
+    std::shared_ptr<ThreadPool> pool = std::move(pools.back());
+    pools.pop_back();
+    join(*pool);
+  }
+}
+
 class PyPool {
  public:
   // With `interpreter_bootstrap`, every worker owns an own-GIL subinterpreter set up by that
   // source (interpreters.h); calls reach it through run_in_interpreter.
   PyPool(std::size_t workers, std::string name, pyb::object initializer, pyb::tuple initargs,
          std::optional<std::string> interpreter_bootstrap, std::string separator,
-         bool on_demand)
+         bool on_demand, std::uint64_t thread_token, bool log_initializer_errors)
       : workers_(workers == 0 ? ThreadPool::default_worker_count() : workers),
         name_(std::move(name)),
         separator_(std::move(separator)),
@@ -216,6 +262,8 @@ class PyPool {
         init_(std::make_shared<Initializer>()) {
     init_->fn = own_or_null(initializer);
     init_->args = own(initargs);
+    init_->token = thread_token;
+    init_->log_errors = log_initializer_errors;
     if (interpreter_bootstrap) {
       if (!kInterpretersSupported) {
         throw std::runtime_error("offload: worker interpreters need Python 3.12 or newer");
@@ -225,9 +273,10 @@ class PyPool {
     start();
   }
 
+  // Collected: as ThreadPoolExecutor, it does not wait. The workers finish the queue and exit;
+  // retire() keeps their pool for the exit hook to join (join_retired_pools).
   ~PyPool() {
-    pyb::gil_scoped_release nogil;  // workers may need the GIL to finish their queue
-    pool_.reset();
+    if (pool_) retire(std::move(pool_));
   }
 
   void run_on_loop(std::shared_ptr<Notifier> notifier, PyObject* loop_future, Call call) {
@@ -255,7 +304,8 @@ class PyPool {
   }
 
   // Stops intake; `cancel_pending` drops queued calls (their futures are cancelled); `wait`
-  // joins the workers with the GIL released.
+  // joins the workers with the GIL released. On the main thread Ctrl-C interrupts the wait
+  // (KeyboardInterrupt; the pool stays shut down, its workers finish on their own).
   void shutdown(bool wait, bool cancel_pending) {
     shut_down_ = true;
     if (!pool_) return;
@@ -265,7 +315,7 @@ class PyPool {
       // Keeps the pool alive while the GIL is released, whatever another thread does to
       // pool_ meanwhile (stop_workers before a fork, say).
       std::shared_ptr<ThreadPool> pool = pool_;
-      without_gil([&pool] { pool->join(); });
+      join(*pool);
     }
   }
 
@@ -293,7 +343,7 @@ class PyPool {
     while (pool_) {
       std::shared_ptr<ThreadPool> old = std::move(pool_);
       old->shutdown(ThreadPool::Pending::kRun);
-      without_gil([&old] { old->join(); });
+      join(*old);
     }
   }
 
@@ -304,6 +354,7 @@ class PyPool {
   }
 
   std::size_t workers() const { return workers_; }
+  std::size_t started() const { return pool_ ? pool_->started() : 0; }
   const std::string& name() const { return name_; }
   bool is_shutdown() const { return shut_down_; }
   bool broken() const { return init_->broken->load(std::memory_order_acquire); }
@@ -313,6 +364,8 @@ class PyPool {
   struct Initializer {
     Ref fn;  // null: none
     Ref args;
+    bool log_errors = true;  // a failing fn is logged on "offload" (else the caller's fn logs)
+    std::uint64_t token = 0;  // handed to offload._threads with each worker (0: none)
     std::string bootstrap;  // empty: no worker interpreters
     std::shared_ptr<std::atomic<bool>> broken = std::make_shared<std::atomic<bool>>(false);
   };
@@ -335,7 +388,7 @@ class PyPool {
     options.name = name_;
     options.separator = separator_;
     options.hooks.on_start = [init = init_, prefix = name_ + separator_](std::size_t index) {
-      WorkerGil::set_name(prefix + std::to_string(index));
+      WorkerGil::set_identity(prefix + std::to_string(index), index, init->token);
       if ((!init->fn && init->bootstrap.empty()) || !WorkerGil::ensure()) return;
       if (!init->bootstrap.empty()) start_worker_interpreter(init->bootstrap);
       if (!init->fn) {
@@ -345,7 +398,9 @@ class PyPool {
       Ref r = Ref::steal(PyObject_Call(init->fn.get(), init->args.get(), nullptr));
       if (!r) {
         Ref error = fetch_error();
-        log_error("offload: a worker initializer failed; the pool is broken", error.get());
+        if (init->log_errors) {
+          log_error("offload: a worker initializer failed; the pool is broken", error.get());
+        }
         init->broken->store(true, std::memory_order_release);
       }
       WorkerGil::release();
@@ -658,10 +713,11 @@ PYBIND11_MODULE(_core, m) {
 
   pyb::class_<PyPool>(m, "Pool")
       .def(pyb::init<std::size_t, std::string, pyb::object, pyb::tuple, std::optional<std::string>,
-                     std::string, bool>(),
+                     std::string, bool, std::uint64_t, bool>(),
            pyb::arg("workers"), pyb::arg("name"), pyb::arg("initializer") = pyb::none(),
            pyb::arg("initargs") = pyb::tuple(), pyb::arg("interpreter_bootstrap") = pyb::none(),
-           pyb::arg("separator") = "-", pyb::arg("on_demand") = false)
+           pyb::arg("separator") = "-", pyb::arg("on_demand") = false,
+           pyb::arg("thread_token") = 0, pyb::arg("log_initializer_errors") = true)
       .def("runner",
            [](pyb::object self, const std::string& name) {
              return pyb::reinterpret_steal<pyb::object>(
@@ -677,6 +733,7 @@ PYBIND11_MODULE(_core, m) {
       .def("stop_workers", &PyPool::stop_workers)
       .def("is_worker_thread", &PyPool::is_worker_thread)
       .def_property_readonly("workers", &PyPool::workers)
+      .def_property_readonly("started", &PyPool::started)
       .def_property_readonly("name", &PyPool::name)
       .def_property_readonly("is_shutdown", &PyPool::is_shutdown)
       .def_property_readonly("broken", &PyPool::broken);
@@ -691,6 +748,7 @@ PYBIND11_MODULE(_core, m) {
     return future != nullptr ? pyb::reinterpret_borrow<pyb::object>(future) : pyb::none();
   });
   m.def("default_worker_count", &ThreadPool::default_worker_count);
+  m.def("join_retired_pools", &join_retired_pools);
   m.attr("interpreters_supported") = kInterpretersSupported;
   m.add_object("run_in_interpreter",
                pyb::reinterpret_steal<pyb::object>(PyCFunction_NewEx(&run_in_interpreter_def, nullptr, m.ptr())));
@@ -711,6 +769,14 @@ PYBIND11_MODULE(_core, m) {
   if (!add_call_types(m.ptr())) throw pyb::error_already_set();
   start_run_fn = PyCFunction_NewEx(&start_run_def, nullptr, nullptr);
   if (start_run_fn == nullptr) throw pyb::error_already_set();
-  m.def("reset_after_fork", &reset_garbage_after_fork);
+  m.def("reset_after_fork", [] {
+    // In a forked child: the parent's retired pools and queued garbage belong to threads that
+    // do not exist here (leaked, never touched), and the thread that forked is the main thread
+    // now, for Ctrl-C in blocking waits (it may not have been the parent's main thread).
+    new std::vector<std::shared_ptr<ThreadPool>>(std::move(retired_pools()));
+    retired_pools().clear();
+    reset_garbage_after_fork();
+    set_main_thread(PyThread_get_thread_ident());
+  });
   bind_channels(m);
 }

@@ -31,6 +31,8 @@ Garbage* garbage = new Garbage();  // never destroyed: used until the process ex
 
 struct WorkerState {
   std::string name;                 // empty: not announced to the threading module
+  std::size_t index = 0;            // in its pool
+  std::uint64_t token = 0;          // its pool's token for offload._threads (0: none)
   PyThreadState* tstate = nullptr;  // created on the first ensure(), kept until stop()
   PyGILState_STATE gilstate{};
   bool held = false;
@@ -46,10 +48,11 @@ unsigned long main_thread_ident = 0;
 PyObject* thread_started = nullptr;
 PyObject* thread_stopping = nullptr;
 
-// Calls a thread hook, logging what it raises: a worker must never stop over one.
-void call_thread_hook(PyObject* hook, PyObject* arg) {
+// Calls a thread hook with `args` (a tuple, or null for none), logging what it raises: a
+// worker must never stop over one.
+void call_thread_hook(PyObject* hook, PyObject* args) {
   if (hook == nullptr) return;
-  PyObject* r = arg == nullptr ? PyObject_CallNoArgs(hook) : PyObject_CallOneArg(hook, arg);
+  PyObject* r = args == nullptr ? PyObject_CallNoArgs(hook) : PyObject_Call(hook, args, nullptr);
   if (r == nullptr) {
     log_raised("offload: a worker thread could not update the threading module");
   } else {
@@ -133,8 +136,11 @@ bool WorkerGil::ensure() {
       Ref name = Ref::steal(
           PyUnicode_DecodeUTF8(worker.name.data(), static_cast<Py_ssize_t>(worker.name.size()),
                                "replace"));
-      if (name) {
-        call_thread_hook(thread_started, name.get());
+      Ref index = name ? Ref::steal(PyLong_FromSize_t(worker.index)) : Ref();
+      Ref token = index ? Ref::steal(PyLong_FromUnsignedLongLong(worker.token)) : Ref();
+      Ref args = token ? Ref::steal(PyTuple_Pack(3, name.get(), index.get(), token.get())) : Ref();
+      if (args) {
+        call_thread_hook(thread_started, args.get());
       } else {
         PyErr_Clear();
       }
@@ -178,7 +184,11 @@ void WorkerGil::stop() {
   PyGILState_Release(worker.gilstate);  // deletes the thread state and releases the GIL
 }
 
-void WorkerGil::set_name(std::string name) { worker.name = std::move(name); }
+void WorkerGil::set_identity(std::string name, std::size_t index, std::uint64_t token) {
+  worker.name = std::move(name);
+  worker.index = index;
+  worker.token = token;
+}
 
 void set_thread_hooks(PyObject* started, PyObject* stopping) {
   Py_XSETREF(thread_started, new_ref(started));

@@ -18,6 +18,7 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -105,14 +106,15 @@ class WorkerGil {
   static void yield_if_due();
   // Deletes this worker's thread state; called once as the worker exits.
   static void stop();
-  // The name the threading module shows for this worker (the pool's thread name, uncut), set
-  // before its first ensure(). With a name, the worker is announced to offload._threads when
+  // Who this worker is for the threading module, set before its first ensure(): its name
+  // (the pool's thread name, uncut), its index in its pool, and its pool's token for
+  // offload._threads (0: none). With a name, the worker is announced to offload._threads when
   // it creates its thread state, and withdrawn in stop().
-  static void set_name(std::string name);
+  static void set_identity(std::string name, std::size_t index, std::uint64_t token);
 };
 
-// offload._threads' hooks, called by every worker with a name: started(name) once it has a
-// thread state, stopping() before it deletes it. GIL held. Deleting the thread state is part
+// offload._threads' hooks, called by every worker with a name: started(name, index, token)
+// once it has a thread state, stopping() before it deletes it. GIL held. Deleting the thread state is part
 // of the protocol: before Python 3.13 it releases the lock that the worker's threading.Thread
 // is joined on (see offload/_threads.py).
 void set_thread_hooks(PyObject* started, PyObject* stopping);

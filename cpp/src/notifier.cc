@@ -1,5 +1,7 @@
 #include "offload/notifier.h"
 
+#include <cxxabi.h>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -90,6 +92,8 @@ std::size_t Notifier::drain() {
   for (Task& task : batch) {
     try {
       std::move(task)();
+    } catch (abi::__forced_unwind&) {
+      throw;  // pthread_exit unwinds the thread: never swallowed
     } catch (...) {
       if (!first_error) first_error = std::current_exception();
     }

@@ -1,5 +1,6 @@
 #include "offload/thread_pool.h"
 
+#include <cxxabi.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -106,33 +107,43 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
     }
     dropped.clear();  // outside the lock
   }
-  // A non-worker joins the threads it finds and waits until every worker has exited. A worker
-  // never blocks in std::thread::join (two workers joining each other would deadlock): it
-  // detaches the threads and waits until only workers that are themselves inside join()
-  // remain; they exit once their tasks return. Either way a second concurrent join() does not
-  // return early.
-  void join() {
+  // Waits until every worker has exited, then joins their threads (a non-worker) or detaches
+  // them (a worker: two workers joining each other would deadlock; it waits only until the
+  // workers left are themselves inside join(), and exits once its own task returns). False,
+  // with nothing joined, when `deadline` passes first; it may be called again.
+  bool join_until(absl::Time deadline) {
     const bool worker = is_worker_thread();
     std::vector<std::thread> threads;
     {
       absl::MutexLock l(&mu_);
-      threads.swap(threads_);
       if (worker) ++workers_in_join_;
+      while (alive_ > (worker ? workers_in_join_ : 0)) {
+        if (exit_cv_.WaitWithDeadline(&mu_, deadline) && alive_ > (worker ? workers_in_join_ : 0)) {
+          if (worker) --workers_in_join_;
+          return false;
+        }
+      }
+      if (worker) --workers_in_join_;
+      threads.swap(threads_);
     }
     for (std::thread& t : threads) {
       if (worker) {
         t.detach();  // each keeps the State alive through its own shared_ptr
       } else {
-        t.join();
+        t.join();  // returns at once: its worker has exited
       }
     }
+    return true;
+  }
+
+  bool exited() const {
     absl::MutexLock l(&mu_);
-    if (worker) {
-      while (alive_ > workers_in_join_) exit_cv_.Wait(&mu_);
-      --workers_in_join_;
-    } else {
-      while (alive_ > 0) exit_cv_.Wait(&mu_);
-    }
+    return alive_ == 0;
+  }
+
+  std::size_t started() const {
+    absl::MutexLock l(&mu_);
+    return next_index_;
   }
 
   void wait_idle() {
@@ -194,7 +205,8 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
 
   void end_blocking() {
     absl::MutexLock l(&mu_);
-    --blocked_;  // a worker beyond the limit now exits once it finds the queue empty
+    --blocked_;
+    retire_surplus_locked();
   }
 
  private:
@@ -263,6 +275,12 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
     parked->cv.Signal();
   }
 
+  // More workers than allowed now: a parked one is woken, finds the queue empty and exits (a
+  // busy one exits when it next finds the queue empty).
+  void retire_surplus_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (surplus_locked() && queue_.empty() && !parked_.empty()) wake_one_locked();
+  }
+
   void wake_all_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     while (!parked_.empty()) wake_one_locked();
   }
@@ -316,11 +334,26 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
         if (queue_.empty()) break;
         task = pop_locked();
       }
+      // Listed as parked (claimable) before the after_batch hook hands the GIL over: the
+      // thread that gets the GIL next and submits finds this worker, rather than starting
+      // another. It counts as busy until the hook returned (wait_idle() waits for hooks too).
+      Parked parked;
+      bool listed = false;
+      {
+        absl::MutexLock l(&mu_);
+        if (queue_.empty() && !stopping_ && !surplus_locked()) {
+          parked_.push_back(&parked);
+          listed = true;
+        }
+      }
       if (hooks_.after_batch) hooks_.after_batch();
-      // Idle and parked in one critical section: whoever sees the pool idle finds it parked.
       absl::MutexLock l(&mu_);
       --busy_;
       if (idle_locked()) idle_cv_.SignalAll();
+      if (listed) {
+        while (!parked.woken) parked.cv.Wait(&mu_);
+        --waking_;
+      }
       if (next_task_locked(&task)) ++busy_;
     }
     if (hooks_.on_stop) hooks_.on_stop();
@@ -353,6 +386,7 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
       absl::MutexLock l(&mu_);
       lent_ = false;
       --loans_;
+      retire_surplus_locked();
     }
   }
 
@@ -362,6 +396,8 @@ class ThreadPool::State : public std::enable_shared_from_this<State> {
       this_task::OutcomeScope scope(&outcome);
       try {
         std::move(task)();
+      } catch (abi::__forced_unwind&) {
+        throw;  // pthread_exit (CPython ends a thread that wants the GIL while it finalizes)
       } catch (...) {
         outcome = TaskOutcome::kFailed;
       }
@@ -415,12 +451,15 @@ ThreadPool::ThreadPool(Options options) : state_(std::make_shared<State>(std::mo
 
 ThreadPool::~ThreadPool() {
   state_->shutdown(Pending::kRun);
-  state_->join();
+  state_->join_until(absl::InfiniteFuture());
 }
 
 absl::Status ThreadPool::submit(Task task) { return state_->submit(std::move(task)); }
 void ThreadPool::shutdown(Pending pending) { state_->shutdown(pending); }
-void ThreadPool::join() { state_->join(); }
+void ThreadPool::join() { state_->join_until(absl::InfiniteFuture()); }
+bool ThreadPool::join_until(absl::Time deadline) { return state_->join_until(deadline); }
+bool ThreadPool::exited() const { return state_->exited(); }
+std::size_t ThreadPool::started() const { return state_->started(); }
 void ThreadPool::wait_idle() { state_->wait_idle(); }
 bool ThreadPool::wait_idle_for(absl::Duration timeout) { return state_->wait_idle_for(timeout); }
 ThreadPool::Stats ThreadPool::stats() const { return state_->stats(); }

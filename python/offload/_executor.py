@@ -5,13 +5,16 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
+import concurrent.futures._base as _cf_base
 import concurrent.futures.thread as _cf_thread
 from concurrent.futures.thread import BrokenThreadPool
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Set, Tuple, TypeVar
 
 from . import _core
 from ._checks import check_count, check_name, default_thread_workers
 from ._pool import _live_pools
+from ._threads import WorkerThread, meet
+from ._threads import forget as _forget_meetings
 
 R = TypeVar("R")
 
@@ -20,7 +23,23 @@ if TYPE_CHECKING:
 
     P = ParamSpec("P")
 
-_executor_numbers = itertools.count()
+
+
+_tokens = itertools.count(1)  # one per Executor, for offload._threads.meet
+
+
+def _logged_initializer(initializer: Callable[..., object]) -> Callable[..., None]:
+    """The initializer, its failure logged as ThreadPoolExecutor logs it (CRITICAL on the
+    "concurrent.futures" logger), then raised: the native pool marks itself broken."""
+
+    def run(*args: Any) -> None:
+        try:
+            initializer(*args)
+        except BaseException:
+            _cf_base.LOGGER.critical("Exception in initializer:", exc_info=True)
+            raise
+
+    return run
 
 
 class Executor(concurrent.futures.ThreadPoolExecutor):
@@ -52,8 +71,9 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     workers and returns (the standard library raises ``RuntimeError``, a thread cannot join
     itself); a task that submits to the executor while no worker is free lends its place
     until it ends (one more worker may run meanwhile), so a task that waits for tasks it
-    submitted cannot deadlock the executor; a failing ``initializer`` is logged on the
-    ``offload`` logger, not on ``concurrent.futures``.
+    submitted cannot deadlock the executor. Threads are named and listed in ``_threads`` as
+    the standard library's, a failing ``initializer`` is logged as there (CRITICAL on the
+    ``concurrent.futures`` logger), and collecting an executor does not wait for its calls.
 
     Raises:
         ValueError: ``max_workers`` is less than 1 or more than 65536.
@@ -80,9 +100,24 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
                 f"offload: initargs must be an iterable, got {type(initargs).__name__}"
             ) from None
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
-        # Threads are named "<prefix>_<index>", as the standard library names them.
-        prefix = thread_name_prefix or f"offload-exec-{next(_executor_numbers)}"
-        self._native = _core.Pool(max_workers, prefix, initializer, initargs, separator="_", on_demand=True)
+        # Threads are named "<prefix>_<index>" with ThreadPoolExecutor's own default prefix,
+        # "ThreadPoolExecutor-<n>" (set by its __init__ just now).
+        prefix = self._thread_name_prefix
+        # {index: threading.Thread} of every worker started: what _threads shows (the objects
+        # are agreed with the workers through offload._threads.meet).
+        self._workers: Dict[int, WorkerThread] = {}
+        self._known = 0  # the workers started that _workers has an object for
+        self._token = next(_tokens)
+        self._native = _core.Pool(
+            max_workers,
+            prefix,
+            _logged_initializer(initializer) if initializer is not None else None,
+            initargs,
+            separator="_",
+            on_demand=True,
+            thread_token=self._token,
+            log_initializer_errors=False,  # _logged_initializer logs it, as the standard library
+        )
         self._native_lock = threading.Lock()
         _live_pools.add(self)
 
@@ -104,7 +139,27 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             future: concurrent.futures.Future[R] = concurrent.futures.Future()
             self._native.submit_concurrent(future, fn, args, kwargs or None, None)
+            self._note_started_workers()
             return future
+
+    def _note_started_workers(self) -> None:
+        """A submit that started a worker adds its thread to _threads at once, as
+        ThreadPoolExecutor.submit does (its worker adopts the object when it runs)."""
+        started = self._native.started
+        while self._known < started:
+            index = self._known
+            self._workers[index] = meet(self._token, index, f"{self._thread_name_prefix}_{index}")
+            self._known += 1
+
+    # ThreadPoolExecutor's set of worker threads, which code written for it reads (and CPython's
+    # tests check): here the workers' threading.Thread objects, alive while they run.
+    @property
+    def _threads(self) -> Set[threading.Thread]:
+        return set(self._workers.values())
+
+    @_threads.setter
+    def _threads(self, value: Set[threading.Thread]) -> None:
+        pass  # ThreadPoolExecutor.__init__ sets it; the workers fill it here
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stops intake; ``cancel_futures`` cancels the calls not yet started; ``wait`` joins
@@ -112,6 +167,8 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
         with self._native_lock:
             self._shutdown = True
         self._native.shutdown(bool(wait), bool(cancel_futures))
+        if wait:  # every worker has exited: nothing is left to meet
+            _forget_meetings(self._token)
 
     # ThreadPoolExecutor's flag, which code written for it polls: here the native pool's.
     @property

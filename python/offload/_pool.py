@@ -587,10 +587,12 @@ _live_pools: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 def _shutdown_all() -> None:
-    """At exit: let queued calls finish and join every worker, as ThreadPoolExecutor does.
-    No worker may touch Python once finalization starts."""
+    """At exit: let queued calls finish and join every worker, as ThreadPoolExecutor does,
+    those of pools already collected too. No worker may touch Python once finalization
+    starts."""
     for pool in list(_live_pools):
         pool.shutdown(wait=True)
+    _core.join_retired_pools()
 
 
 def _before_fork() -> None:
@@ -600,6 +602,7 @@ def _before_fork() -> None:
 
 def _after_fork_in_child() -> None:
     _core.reset_after_fork()
+    _threads.after_fork_in_child()
     _reset_loops_after_fork()
     for pool in list(_live_pools):
         pool._after_fork_in_child()

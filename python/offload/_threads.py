@@ -29,15 +29,18 @@ uses for the threads it starts, so that ``is_alive()`` and ``join()`` are thread
   ``join()`` and ``repr()`` look at it.
 * ``Thread._set_ident()`` / ``Thread._set_native_id()`` (every version): record ``ident`` and
   ``native_id`` as threading does when a thread starts.
-* Python 3.9-3.12: ``Thread._set_tstate_lock()``, which takes a lock from
-  ``_thread._set_sentinel()``. The interpreter releases that lock itself when the worker's
-  Python thread state is deleted (``WorkerGil::stop``, right after `_stopping`); ``join()``
-  waits for it and ``is_alive()`` polls it (then marking the thread stopped), as for any thread
-  threading starts.
-* Python 3.13+: ``_thread._make_thread_handle(ident)`` as ``Thread._handle`` (what
-  ``_MainThread`` and ``_DummyThread`` use: a running handle with no OS thread to join), and
-  its ``_set_done()`` in `_stopping`, as ``threading._shutdown()`` does for the main thread;
-  ``join()`` waits for it and ``is_alive()`` reads it.
+* Python 3.9-3.12: ``Thread._tstate_lock``: a lock held while the thread lives, which
+  ``join()`` waits for and ``is_alive()`` polls (then marking the thread stopped). For a thread
+  threading starts, the interpreter releases it as the thread state goes; here it is a plain
+  lock of the worker's object, acquired when the object is made and released in `_stopping`.
+* Python 3.13+: ``Thread._handle``, the object whose ``is_done()`` and ``join()`` answer
+  ``is_alive()`` and ``join()``: a `_Handle` of ours (the same methods, and ``_set_done()``,
+  which threading's after-fork calls), done in `_stopping`.
+
+Being a lock of its own (rather than the thread state's) lets a pool make a worker's object
+when it starts the worker, on the starting thread, before the worker runs: ``Executor`` does,
+so that its ``_threads`` lists a worker as soon as ``submit`` started it, as
+``ThreadPoolExecutor``'s does; the worker then adopts that object (``_set_ident()``).
 * ``threading._active`` and ``threading._active_limbo_lock`` (every version): the table, keyed
   by ident, behind ``current_thread()`` and ``enumerate()``. The worker enters it under its
   ident when it starts, replacing whatever a dead thread with the same ident may have left
@@ -64,15 +67,14 @@ error is logged on the "offload" logger and the worker goes on.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import sys
 import threading
-from typing import Any, Optional
+import weakref
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _core
-
-if sys.version_info >= (3, 13):
-    from _thread import _make_thread_handle  # type: ignore[attr-defined,unused-ignore]
 
 if sys.version_info >= (3, 10):
     from threading import getprofile as _getprofile, gettrace as _gettrace
@@ -93,38 +95,119 @@ _log = logging.getLogger("offload")
 _this_worker = threading.local()
 
 
+class _Handle:
+    """Python 3.13+: what threading asks of ``Thread._handle`` (``ident``, ``is_done()``,
+    ``join()``, ``_set_done()``), for a worker: done once the worker has exited. (CPython marks
+    its own handles done in a forked child; after_fork_in_child() does it for these.)"""
+
+    __slots__ = ("_running", "ident")
+
+    def __init__(self) -> None:
+        self.ident: Optional[int] = None
+        self._running = _thread.allocate_lock()
+        self._running.acquire()
+
+    def is_done(self) -> bool:
+        return not self._running.locked()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        if self._running.acquire(True, -1 if timeout is None else timeout):
+            self._running.release()
+
+    def _set_done(self) -> None:
+        try:
+            self._running.release()
+        except RuntimeError:  # done already (threading's after-fork marks every handle done)
+            pass
+
+
 class WorkerThread(threading.Thread):
-    """A native offload worker as a `threading.Thread`, created on the worker itself.
+    """A native offload worker as a `threading.Thread`.
 
     It is started by its pool, never by `start()`, and runs no `run()`: it stands for the native
-    thread, alive from the worker's first Python call until the worker exits.
+    thread, alive from the moment its pool started it (made then by `Executor`, else by the
+    worker itself) until the worker exits. "Alive" is a lock of its own, held until then:
+    ``_tstate_lock`` before 3.13, the lock of a `_Handle` from 3.13 -- what ``is_alive()`` and
+    ``join()`` look at for a thread that threading starts.
     """
 
     def __init__(self, name: str) -> None:
         super().__init__(name=name, daemon=True)
-        # Adopt the calling thread: what Thread._bootstrap_inner does for a thread it starts.
+        if sys.version_info >= (3, 13):
+            self._handle = _Handle()
+        else:
+            self._tstate_lock = _thread.allocate_lock()
+            self._tstate_lock.acquire()
+        self._started.set()  # type: ignore[attr-defined]
+        _every_worker.add(self)
+
+    def _adopt(self) -> None:
+        """Takes the calling thread (the worker) as its own: what Thread._bootstrap_inner does
+        for a thread it starts."""
         self._set_ident()  # type: ignore[attr-defined]
         if hasattr(threading, "get_native_id"):  # where threading defines _set_native_id
             self._set_native_id()  # type: ignore[attr-defined]
         if sys.version_info >= (3, 13):
-            self._handle = _make_thread_handle(self.ident)
-        else:
-            self._set_tstate_lock()  # type: ignore[attr-defined]
-        self._started.set()  # type: ignore[attr-defined]
+            self._handle.ident = self.ident
 
     def _finish(self) -> None:
         """Marks the thread finished: join() returns and is_alive() is false from now on."""
         if sys.version_info >= (3, 13):
             self._handle._set_done()
-        # Before 3.13 the interpreter releases the thread-state lock as it deletes the worker's
-        # thread state, right after _stopping.
+            return
+        lock = self._tstate_lock  # None once threading saw it finished (or after a fork)
+        if lock is not None and lock.locked():
+            lock.release()
 
 
-def _started(name: str) -> None:
+# Every worker's object alive (for after_fork_in_child).
+_every_worker: "weakref.WeakSet[WorkerThread]" = weakref.WeakSet()
+
+
+def after_fork_in_child() -> None:
+    """In a forked child, the parent's workers do not exist: their objects read as finished
+    (threading does that itself before 3.13, where ``Thread._tstate_lock`` is the mark). The
+    thread that forked, if it was a worker, lives on as the child's main thread."""
+    me = threading.get_ident()
+    for thread in list(_every_worker):
+        if thread.ident != me:
+            thread._finish()
+
+
+# Where a pool with a token (Executor) and its worker agree on the worker's object. The pool
+# makes one when submit started the worker (so its _threads lists it at once, as
+# ThreadPoolExecutor's does), the worker when it first runs Python; whichever comes first puts
+# its own here, and both take that one. The second to come removes the entry. (A dict's
+# setdefault and a list's append are each atomic under the GIL: no lock is needed, so none is
+# held while anything else runs.)
+_meetings: Dict[Tuple[int, int], List[Any]] = {}
+
+
+def meet(token: int, index: int, name: str) -> WorkerThread:
+    """The object of worker ``index`` of the pool with ``token``: its own, or the one the other
+    side made first."""
+    key = (token, index)
+    slot = _meetings.setdefault(key, [WorkerThread(name)])
+    slot.append(None)  # one mark per side that came
+    if len(slot) >= 3:
+        _meetings.pop(key, None)
+    thread: WorkerThread = slot[0]
+    return thread
+
+
+def forget(token: int) -> None:
+    """Drops the meetings of a pool whose workers are gone (one that no submit saw start, a
+    compensation worker say, leaves one behind)."""
+    for key in [k for k in _meetings if k[0] == token]:
+        _meetings.pop(key, None)
+
+
+def _started(name: str, index: int, token: int) -> None:
     """Called by a worker once it has a Python thread state: enters it in threading's table
     and installs threading's trace and profile functions, as for a thread threading starts."""
     try:
-        thread = WorkerThread(name)
+        thread = meet(token, index, name) if token else WorkerThread(name)
+        thread._adopt()
         with threading._active_limbo_lock:  # type: ignore[attr-defined]
             threading._active[thread.ident] = thread  # type: ignore[attr-defined]
         _this_worker.thread = thread

@@ -27,6 +27,8 @@
 #ifndef OFFLOAD_FUTURE_H_
 #define OFFLOAD_FUTURE_H_
 
+#include <cxxabi.h>
+
 #include <atomic>
 #include <cstddef>
 #include <exception>
@@ -339,6 +341,8 @@ void fulfil(Promise<T>& promise, F& fn) {
     } else {
       promise.set_value(std::move(fn)());
     }
+  } catch (abi::__forced_unwind&) {
+    throw;  // pthread_exit unwinds the thread: never swallowed
   } catch (...) {
     promise.set_error(std::current_exception());
     this_task::report(TaskOutcome::kFailed);

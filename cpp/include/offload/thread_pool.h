@@ -110,6 +110,13 @@ class ThreadPool final : public Executor {
   // waits for every other worker that is not itself in join(); the caller exits once its
   // task returns.
   void join();
+  // As join(), but gives up at `deadline` (false, nothing joined): a caller that must stay
+  // responsive (to Ctrl-C, say) waits in slices.
+  bool join_until(absl::Time deadline);
+  // True once every worker has exited (after shutdown(), join() then returns at once).
+  bool exited() const;
+  // How many workers were started over the pool's life (their indexes are 0 to started() - 1).
+  std::size_t started() const;
 
   // Waits until the queue is empty and no worker is running a task. Never call it from one
   // of this pool's tasks: that task keeps the pool busy, so it would wait forever.
