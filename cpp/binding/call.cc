@@ -454,9 +454,29 @@ PyObject* running_loop() {
 PyObject* new_call(PyObject* loop) {
   PyObject* self = call_type->tp_alloc(call_type, 0);
   if (self == nullptr) return nullptr;
-  Ref kwargs = Ref::steal(PyDict_New());
-  if (!kwargs || PyDict_SetItem(kwargs.get(), loop_name, loop) < 0 ||
-      future_base->tp_init(self, empty_tuple, kwargs.get()) < 0) {
+  // Future.__init__(self, loop=loop), with one {"loop": ...} dict reused by every call (its
+  // arguments are parsed before __init__ runs any code that could come back here; a nested
+  // call meanwhile takes a dict of its own).
+  static PyObject* kwargs = PyDict_New();
+  static bool kwargs_in_use = false;
+  Ref own_kwargs;
+  PyObject* args = kwargs;
+  if (kwargs_in_use || kwargs == nullptr) {
+    own_kwargs = Ref::steal(PyDict_New());
+    args = own_kwargs.get();
+  }
+  if (args == nullptr || PyDict_SetItem(args, loop_name, loop) < 0) {
+    Py_DECREF(self);
+    return nullptr;
+  }
+  const bool shared = args == kwargs;
+  if (shared) kwargs_in_use = true;
+  const int status = future_base->tp_init(self, empty_tuple, args);
+  if (shared) {
+    kwargs_in_use = false;
+    PyDict_SetItem(args, loop_name, Py_None);  // holds no loop between calls
+  }
+  if (status < 0) {
     Py_DECREF(self);
     return nullptr;
   }
