@@ -499,7 +499,7 @@ def test_a_loop_future_that_refuses_its_result_is_logged(caplog, one_worker) -> 
         loop = asyncio.get_running_loop()
         stubborn: "asyncio.Future[Any]" = Stubborn(loop=loop)
         fut = one_worker.submit(pow, 2, 3)
-        fut._core.deliver_to(offload._loop.notifier_for(loop), stubborn)  # as await does
+        fut._core.deliver_to(offload._core.notifier_for(loop), stubborn)  # as await does
         while not offload_errors(caplog):
             await asyncio.sleep(0.001)
 

@@ -11,7 +11,7 @@ from typing import Any, List
 import pytest
 
 import offload
-from offload import _loop
+from offload import _core
 
 TIMEOUT = 30
 flavour: contextvars.ContextVar[str] = contextvars.ContextVar("flavour", default="unset")
@@ -129,7 +129,7 @@ def test_a_loop_offload_never_met_is_reached_through_its_own_door() -> None:
     runner = threading.Thread(target=loop.run_forever)
     runner.start()
     try:
-        assert _loop.registered_notifier(loop) is None
+        assert _core.registered_notifier(loop) is None
         assert offload.from_thread.run_sync(pow, 2, 5, loop=loop) == 32
     finally:
         loop.call_soon_threadsafe(loop.stop)
@@ -174,7 +174,7 @@ def test_a_burst_of_callbacks_wakes_the_loop_once(arun) -> None:
     async def main() -> Any:
         loop = asyncio.get_running_loop()
         await offload.run(int)  # the loop's notifier exists, and is drained
-        notifier = _loop.registered_notifier(loop)
+        notifier = _core.registered_notifier(loop)
         release = threading.Event()
 
         def work(i: int) -> int:

@@ -146,14 +146,16 @@ def test_keyboard_interrupt_while_awaiting_leaves_offload_usable() -> None:
     assert result.stdout.splitlines() == ["interrupted", "again 9"]
 
 
-def test_a_loop_closed_with_results_pending_frees_them_and_exits_cleanly() -> None:
+def test_a_closed_loops_calls_never_start_and_its_results_are_freed() -> None:
     result = run_python(
         """
         import asyncio, threading, weakref, offload
         class Result:
             pass
-        gate, freed = threading.Event(), threading.Event()
+        entered, gate, freed = threading.Event(), threading.Event(), threading.Event()
+        queued_ran = []
         def make():
+            entered.set()
             gate.wait(10)
             result = Result()
             weakref.finalize(result, freed.set)
@@ -161,20 +163,25 @@ def test_a_loop_closed_with_results_pending_frees_them_and_exits_cleanly() -> No
         pool = offload.Pool(1)
         loop = asyncio.new_event_loop()
         async def start():
-            return pool.run(make)            # never awaited
-        pending = loop.run_until_complete(start())
-        loop.close()                         # with the call still queued behind the gate
+            running = pool.run(make)                          # never awaited
+            queued = pool.run(queued_ran.append, True)        # queued behind it
+            return running, queued
+        running, queued = loop.run_until_complete(start())
+        entered.wait(10)
+        loop.close()                                          # with one running, one queued
         gate.set()
         async def again():
             return await pool.run(pow, 2, 5)
         print("again", asyncio.run(again()), flush=True)
-        # The closed loop's queue was released when the next loop attached: the result is
-        # freed while the closed loop and its never-completed future are still referenced.
-        print("freed", freed.wait(10), "pending", not pending.done(), flush=True)
+        # The running call's result is released, not delivered; the queued one never ran.
+        print("freed", freed.wait(10), "pending", not running.done(), "queued ran", queued_ran,
+              flush=True)
+        print("stats", pool.stats().cancelled, flush=True)
         """
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["again 32", "freed True pending True"]
+    assert result.stdout.splitlines() == [
+        "again 32", "freed True pending True queued ran []", "stats 1"]
     assert result.stderr == ""
 
 

@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 import offload
-from offload._loop import notifier_for
+from offload._core import notifier_for
 
 
 def test_a_burst_of_results_is_delivered_with_few_wakeups(arun, one_worker) -> None:

@@ -194,10 +194,10 @@ def test_cancelled_is_false_outside_and_inside_an_uncancelled_call(arun) -> None
 
 def test_results_for_a_closed_loop_are_dropped_and_offload_keeps_working(gate: Gate, one_worker) -> None:
     async def start_and_leave():
-        one_worker.run(gate.wait)  # never awaited: the loop closes with it pending
+        one_worker.run(gate.wait)  # never awaited: the loop closes with it running
+        assert await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 30)
 
     asyncio.run(start_and_leave())
-    assert gate.entered.wait(30)
     gate.open()
 
     async def again():

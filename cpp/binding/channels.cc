@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "collectable.h"
+#include "loop_registry.h"
 #include "offload/channel.h"
 #include "offload/notifier.h"
 #include "python_runtime.h"
@@ -140,19 +141,27 @@ std::vector<Op> core_ops(const std::vector<std::shared_ptr<Core>>& channels,
 //
 // Nobody resumes the coroutine if its future is gone or its loop closed: the claimer then
 // orphans the waiter at once (its ops are withdrawn, a received item goes on to the next
-// receiver), and so does a wake-up task the notifier refuses or drops.
+// receiver), and so does a wake-up task the notifier refuses or drops. A waiter still queued
+// when its loop goes away is withdrawn by the loop registry (loop_gone): it takes nothing.
 //
-// The future is held weakly; offload._channel pins it on the channel instead, where Python's
-// gc sees it, so a coroutine abandoned on a dead loop stays collectable with its channel.
+// The future is held weakly; while queued, the waiter pins it on the channels it waits on (the
+// set each Python channel keeps for that, where Python's gc sees it), so a fire-and-forget
+// consumer is not collected while it waits, and a coroutine abandoned on a dead loop stays
+// collectable with its channel. The pins go when the coroutine resumes (offload._channel), and
+// when the waiter is orphaned or withdrawn here (a coroutine of a dead loop never resumes):
+// nothing keeps a dead loop alive.
 
-class LoopWaiter final : public Waiter, public std::enable_shared_from_this<LoopWaiter> {
+class LoopWaiter final : public Waiter,
+                         public LoopBound,
+                         public std::enable_shared_from_this<LoopWaiter> {
  public:
   LoopWaiter(std::vector<std::shared_ptr<Core>> channels, std::vector<Ref> items,
-             std::shared_ptr<Notifier> notifier, PyObject* future)
+             std::shared_ptr<Notifier> notifier, PyObject* future, std::vector<Ref> pins)
       : channels_(std::move(channels)),
         ops_(core_ops(channels_, items)),
         notifier_(std::move(notifier)),
         future_(weak_or_strong(future)),
+        pins_(std::move(pins)),
         loop_(running_loop()) {}
 
   // Queues the ops, or completes the future at once when one can happen now. GIL held, on the
@@ -160,7 +169,11 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
   void start() {
     self_ = shared_from_this();  // before the ops are visible to claimers
     const int done = Engine::start(ops_.data(), size(), this);
-    if (done == kWaiting) return;
+    if (done == kWaiting) {
+      pin();
+      if (loop_ != nullptr) watch(loop_, weak_from_this());
+      return;
+    }
     self_.reset();
     claim(done);  // nobody else can: nothing was queued
     complete_future();
@@ -170,7 +183,7 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
     std::shared_ptr<LoopWaiter> self = std::move(self_);
     if (holds_gil()) {
       if (!awaited()) {
-        orphan();  // nobody will ever resume: pass a received item on to the next receiver
+        orphan_now_or_later(std::move(self));  // nobody will resume: pass an item on
         return;
       }
       // The claimer runs on this very loop (it may have moved to another thread since the wait
@@ -182,6 +195,15 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
       }
     }
     (void)notifier_->add(Wake{std::move(self)});  // refused: Wake's destructor orphans it
+  }
+
+  // The loop closed or was collected while the ops were queued: withdraw them (nothing
+  // happens). If one was claimed meanwhile, its wake-up orphans the waiter. GIL held.
+  void loop_gone() override {
+    if (!abort()) return;
+    Engine::finish(ops_.data(), size());
+    self_.reset();
+    release_pins();
   }
 
   // The coroutine was interrupted (cancelled, timed out, closed). True when no operation had
@@ -215,7 +237,7 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
     Wake(Wake&&) noexcept = default;
     Wake& operator=(Wake&&) noexcept = default;
     ~Wake() {
-      if (waiter) waiter->orphan();
+      if (waiter) orphan_now_or_later(std::move(waiter));
     }
     void operator()() && { std::exchange(waiter, nullptr)->on_loop(); }
   };
@@ -228,6 +250,7 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
 
   // Whether a coroutine still awaits this waiter on an open loop. GIL held.
   bool awaited() const {
+    if (notifier_->closed()) return false;  // the registry detached its loop
     Ref future = referent(future_);
     if (!future) return false;
     if (loop_ == nullptr) return true;
@@ -260,12 +283,61 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
   void orphan() {
     Engine::finish(ops_.data(), size());
     give_back();
+    if (holds_gil()) release_pins();
+  }
+
+  // Orphaning gives a received item back, which may hand it to the next dead waiter, whose
+  // orphaning gives it back again, and so on through every coroutine a dead loop left
+  // waiting: one thread runs such a chain as a loop, never as a recursion (60,000 dead
+  // waiters would overflow the stack).
+  static void orphan_now_or_later(std::shared_ptr<LoopWaiter> waiter) {
+    thread_local std::deque<std::shared_ptr<LoopWaiter>>* chain = nullptr;
+    if (chain != nullptr) {
+      chain->push_back(std::move(waiter));
+      return;
+    }
+    std::deque<std::shared_ptr<LoopWaiter>> pending;
+    chain = &pending;
+    struct Reset {
+      ~Reset() { chain = nullptr; }
+    } reset;
+    waiter->orphan();
+    waiter.reset();
+    while (!pending.empty()) {
+      std::shared_ptr<LoopWaiter> next = std::move(pending.front());
+      pending.pop_front();
+      next->orphan();
+    }
+  }
+
+  // Pins the future on the channels (see above). GIL held.
+  void pin() { for_each_pin([](PyObject* set, PyObject* future) { return PySet_Add(set, future); }); }
+
+  // Unpins the future from the channels (see above). GIL held.
+  void release_pins() {
+    for_each_pin([](PyObject* set, PyObject* future) { return PySet_Discard(set, future); });
+    pins_.clear();
+  }
+
+  // change(set, future) on the pin set of each channel still alive (its `waiting` attribute).
+  template <class Change>
+  void for_each_pin(Change change) {
+    Ref future = referent(future_);
+    if (!future) return;
+    for (const Ref& channel_ref : pins_) {
+      Ref channel = referent(channel_ref);
+      Ref set = channel ? Ref::steal(PyObject_GetAttrString(channel.get(), "waiting")) : Ref();
+      if (!set || !PySet_Check(set.get()) || change(set.get(), future.get()) < 0) PyErr_Clear();
+    }
   }
 
   std::vector<std::shared_ptr<Core>> channels_;  // keeps every channel of ops_ alive
   std::vector<Op> ops_;                          // never resized: ops are linked by address
   std::shared_ptr<Notifier> notifier_;
   Ref future_;  // a weak reference to the future, or the future itself (weak_or_strong)
+  // The Python channels (weak references: the waiter is invisible to Python's gc, so it must
+  // not own anything a cycle may run through) whose `waiting` sets pin the future.
+  std::vector<Ref> pins_;
   PyObject* const loop_;  // the loop that awaits (identity only), null if none was running
   std::shared_ptr<LoopWaiter> self_;  // set while queued; moved out by the claimer's wake()
 };
@@ -273,9 +345,11 @@ class LoopWaiter final : public Waiter, public std::enable_shared_from_this<Loop
 std::shared_ptr<LoopWaiter> start_loop_waiter(std::vector<std::shared_ptr<Core>> channels,
                                               std::vector<Ref> items,
                                               std::shared_ptr<Notifier> notifier,
-                                              const pyb::object& future) {
+                                              const pyb::object& future, const pyb::tuple& pins) {
+  std::vector<Ref> pin_sets;
+  for (const pyb::handle& channel : pins) pin_sets.push_back(weak_or_strong(channel.ptr()));
   auto waiter = std::make_shared<LoopWaiter>(std::move(channels), std::move(items),
-                                             std::move(notifier), future.ptr());
+                                             std::move(notifier), future.ptr(), std::move(pin_sets));
   waiter->start();
   return waiter;
 }
@@ -342,17 +416,17 @@ class PyChannel {
 
   std::shared_ptr<LoopWaiter> send_waiter(const pyb::object& item,
                                           std::shared_ptr<Notifier> notifier,
-                                          const pyb::object& future) {
+                                          const pyb::object& future, const pyb::tuple& pins) {
     std::vector<Ref> items;
     items.push_back(Ref::borrow(item.ptr()));
-    return start_loop_waiter({core_}, std::move(items), std::move(notifier), future);
+    return start_loop_waiter({core_}, std::move(items), std::move(notifier), future, pins);
   }
 
   std::shared_ptr<LoopWaiter> recv_waiter(std::shared_ptr<Notifier> notifier,
-                                          const pyb::object& future) {
+                                          const pyb::object& future, const pyb::tuple& pins) {
     std::vector<Ref> items;
     items.push_back(Ref::borrow(types.recv));
-    return start_loop_waiter({core_}, std::move(items), std::move(notifier), future);
+    return start_loop_waiter({core_}, std::move(items), std::move(notifier), future, pins);
   }
 
   void close() { core_->close(); }
@@ -952,8 +1026,17 @@ void bind_channels(pyb::module_& m) {
       .def(pyb::init<std::optional<std::size_t>>(), pyb::arg("capacity"))
       .def("bind",
            [](pyb::object self) { return bind_fast_path(self.cast<PyChannel*>(), self); })
-      .def("send_waiter", &PyChannel::send_waiter)
-      .def("recv_waiter", &PyChannel::recv_waiter)
+      .def("send_waiter",
+           [](pyb::object self, const pyb::object& item, std::shared_ptr<Notifier> notifier,
+              const pyb::object& future) {
+             return self.cast<PyChannel&>().send_waiter(item, std::move(notifier), future,
+                                                        pyb::make_tuple(self));
+           })
+      .def("recv_waiter",
+           [](pyb::object self, std::shared_ptr<Notifier> notifier, const pyb::object& future) {
+             return self.cast<PyChannel&>().recv_waiter(std::move(notifier), future,
+                                                        pyb::make_tuple(self));
+           })
       .def("close", &PyChannel::close)
       .def_property_readonly("closed", &PyChannel::closed)
       .def_property_readonly("capacity", &PyChannel::capacity)
@@ -962,10 +1045,11 @@ void bind_channels(pyb::module_& m) {
 
   m.def("select_waiter",
         [](const std::vector<PyChannel*>& channels, const pyb::list& items,
-           std::shared_ptr<Notifier> notifier, const pyb::object& future) {
+           std::shared_ptr<Notifier> notifier, const pyb::object& future, const pyb::tuple& pins) {
+          // `pins`: the distinct Python channels of the select, each pinning the future once.
           SelectOps ops = select_ops(channels, items);
           return start_loop_waiter(std::move(ops.channels), std::move(ops.items),
-                                   std::move(notifier), future);
+                                   std::move(notifier), future, pins);
         });
   m.def("select_blocking", [](const std::vector<PyChannel*>& channels, const pyb::list& items,
                               const pyb::object& timeout) {

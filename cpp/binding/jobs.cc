@@ -60,7 +60,9 @@ class LoopCall final : public Job {
 
   static void run(std::unique_ptr<LoopCall> job) {
     if (!WorkerGil::ensure()) return leak(job);
-    if (future_done(job->future_.get())) {  // its awaiter was cancelled before it started
+    // Its awaiter was cancelled before it started, or its loop is gone (closed-loop policy:
+    // a call of a closed loop that has not started never starts).
+    if (job->notifier_->closed() || future_done(job->future_.get())) {
       this_task::report(TaskOutcome::kCancelled);
       return;
     }
@@ -129,7 +131,7 @@ class MapCall final : public Job {
   // Claims blocks of items until none are left or the map stops. GIL held.
   void work() {
     while (!stop_.load(std::memory_order_relaxed)) {
-      if (future_done(future_.get())) {  // the awaiter was cancelled
+      if (notifier_->closed() || future_done(future_.get())) {  // cancelled, or its loop gone
         stop_.store(true, std::memory_order_relaxed);
         break;
       }

@@ -21,6 +21,7 @@
 #include "collectable.h"
 #include "interpreters.h"
 #include "jobs.h"
+#include "loop_registry.h"
 #include "offload/future.h"
 #include "offload/notifier.h"
 #include "offload/thread_pool.h"
@@ -431,29 +432,6 @@ class PyPool {
 // The hot path of offload.run / Pool.run, as a raw vectorcall function: no pybind11 dispatch,
 // no Python frame. pool.run(fn, *args, **kwargs) -> the loop's future.
 
-// The running loop's notifier, cached per thread. offload._loop bumps loop_generation before it
-// forgets any loop, so a cached entry is never taken for a new loop at a reused address.
-std::uint64_t loop_generation = 0;  // guarded by the GIL
-PyObject* notifier_lookup = nullptr;  // offload._loop.notifier_for
-
-struct LoopCache {
-  PyObject* loop = nullptr;  // identity only, never dereferenced
-  std::uint64_t generation = 0;
-  std::weak_ptr<Notifier> notifier;  // a weak_ptr: safe to destroy at thread exit
-};
-thread_local LoopCache loop_cache;
-
-std::shared_ptr<Notifier> notifier_of(PyObject* loop) {
-  if (loop_cache.loop == loop && loop_cache.generation == loop_generation) {
-    if (std::shared_ptr<Notifier> n = loop_cache.notifier.lock()) return n;
-  }
-  Ref found = Ref::steal(PyObject_CallOneArg(notifier_lookup, loop));
-  if (!found) throw pyb::error_already_set();
-  auto notifier = pyb::cast<std::shared_ptr<Notifier>>(pyb::handle(found.get()));
-  loop_cache = LoopCache{loop, loop_generation, notifier};
-  return notifier;
-}
-
 struct Runner {
   PyPool* pool;
   PyObject* owner;  // the _core.Pool object, kept alive by the runner
@@ -469,7 +447,7 @@ bool submit_run(Runner* runner, PyObject* loop, PyObject* call, PyObject* fn, Re
   Ref context = Ref::steal(PyContext_CopyCurrent());
   if (!context) return false;
   try {
-    std::shared_ptr<Notifier> notifier = notifier_of(loop);
+    std::shared_ptr<Notifier> notifier = notifier_for(loop);
     runner->pool->run_on_loop(notifier, call,
                               Call{Ref::borrow(fn), std::move(args), std::move(kwargs),
                                    std::move(context)});
@@ -752,11 +730,6 @@ PYBIND11_MODULE(_core, m) {
   m.attr("interpreters_supported") = kInterpretersSupported;
   m.add_object("run_in_interpreter",
                pyb::reinterpret_steal<pyb::object>(PyCFunction_NewEx(&run_in_interpreter_def, nullptr, m.ptr())));
-  m.def("set_notifier_lookup", [](pyb::object lookup) {
-    Py_XDECREF(notifier_lookup);
-    notifier_lookup = new_ref(lookup.ptr());
-  });
-  m.def("forget_loops", [] { ++loop_generation; });
   m.def("set_thread_hooks", [](pyb::object started, pyb::object stopping) {
     set_thread_hooks(started.ptr(), stopping.ptr());
   });
@@ -778,5 +751,6 @@ PYBIND11_MODULE(_core, m) {
     reset_garbage_after_fork();
     set_main_thread(PyThread_get_thread_ident());
   });
+  bind_loop_registry(m);
   bind_channels(m);
 }

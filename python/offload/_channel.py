@@ -29,7 +29,7 @@ from typing import (
 from . import _core
 from ._checks import check_timeout
 from ._errors import ChannelClosed, WouldBlock
-from ._loop import notifier_for
+from ._core import notifier_for
 
 T = TypeVar("T")
 
@@ -100,7 +100,8 @@ async def _settle(
     expired: Optional[BaseException] = None,
 ) -> Tuple[int, bool, bool]:
     """Awaits a loop waiter; returns (index, is_send, closed) of the operation that happened.
-    While it waits, the future is pinned on the core channels `cores` (_pin_waiting).
+    While it waits, the future is pinned on the core channels `cores` (by the native waiter;
+    unpinned here once the coroutine resumes).
 
     Interrupted before any operation happened (cancelled, timed out, the coroutine closed), it
     withdraws every operation and re-raises. If one happened at that instant:
@@ -111,7 +112,6 @@ async def _settle(
         (_cancel_again_later);
       * the select's own deadline (`expired`) lost the race: the outcome is returned.
     """
-    _pin_waiting(cores, future)
     try:
         await future
     except BaseException as exc:
@@ -169,14 +169,6 @@ def _cancel_if_still_requested(task: "asyncio.Task[Any]", requested: int, messag
     if not task.done() and requested > 0 and task.cancelling() >= requested:
         task.cancel(message)  # lands at the task's next await...
         task.uncancel()  # ...without counting the same request twice
-
-
-def _pin_waiting(cores: Iterable[Any], future: "asyncio.Future[Any]") -> None:
-    """Keeps a waiting coroutine's future (and so its task) alive from its channels, as
-    asyncio.Queue does from its getters: the native waiter holds it weakly, so that a
-    coroutine abandoned on a dead loop stays collectable with its channel."""
-    for core in cores:
-        core.waiting.add(future)
 
 
 def _unpin_waiting(cores: Iterable[Any], future: "asyncio.Future[Any]") -> None:
@@ -271,7 +263,10 @@ class Channel(Generic[T]):
 
     def __init__(self, capacity: Optional[int]) -> None:
         self._core = core = _core.Channel(_check_capacity(capacity))
-        core.waiting = set()  # futures of coroutines waiting on it (_pin_waiting)
+        # Futures of coroutines waiting on it, pinned by their native waiters while they wait,
+        # as asyncio.Queue keeps its getters (the waiter holds the future weakly, so that a
+        # coroutine abandoned on a dead loop stays collectable with its channel).
+        core.waiting = set()
         # The operations are native functions bound to the core channel: the methods below
         # call them, and so that no Python frame stands in between, they also shadow those
         # methods as instance attributes — except the ones a subclass overrides.
@@ -559,7 +554,8 @@ async def select(*ops: Operation, timeout: Optional[float] = None) -> Selected:
     seconds = check_timeout(timeout)
     loop = _get_running_loop()
     future = loop.create_future()
-    waiter = _core.select_waiter(channels, items, notifier_for(loop), future)
+    distinct = tuple(dict.fromkeys(channels))  # a channel listed twice pins once
+    waiter = _core.select_waiter(channels, items, notifier_for(loop), future, distinct)
     expired: Optional[BaseException] = None
     timer = None
     if seconds is not None and not future.done():

@@ -41,8 +41,7 @@ from ._checks import (
 from ._call import AwaitedAsCoroutine, Call
 from ._call import start_call as _start_call
 from ._core import Pool as _NativePool
-from ._loop import notifier_for
-from ._loop import reset_after_fork as _reset_loops_after_fork
+from ._core import notifier_for
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -603,7 +602,7 @@ def _before_fork() -> None:
 def _after_fork_in_child() -> None:
     _core.reset_after_fork()
     _threads.after_fork_in_child()
-    _reset_loops_after_fork()
+    _core.forget_loops_after_fork()
     for pool in list(_live_pools):
         pool._after_fork_in_child()
     global _default_lock

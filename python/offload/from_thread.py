@@ -42,7 +42,7 @@ from typing import Any, Awaitable, Callable, List, Optional, Tuple, TypeVar
 
 from . import _core
 from ._checks import check_callable
-from ._loop import registered_notifier
+from ._core import registered_notifier
 
 T = TypeVar("T")
 
