@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <vector>
 #include <utility>
 
 namespace offload::py {
@@ -97,17 +98,20 @@ class LoopCall final : public Job {
 
 // ---------------------------------------------------------------------------------------------
 
+// The items are a tuple of the map's own and the results a C++ vector until delivery: no
+// container that other threads fill is ever visible to Python (a gc walk, a referrer search
+// would find NULL slots in a list being filled), and nothing can change the items meanwhile.
 class MapCall final : public Job {
  public:
-  MapCall(std::shared_ptr<Notifier> notifier, Ref future, Ref fn, Ref items, Ref results,
-          Ref context, std::size_t block, std::size_t tasks)
+  MapCall(std::shared_ptr<Notifier> notifier, Ref future, Ref fn, Ref items, Ref context,
+          std::size_t block, std::size_t tasks)
       : notifier_(std::move(notifier)),
         future_(std::move(future)),
         fn_(std::move(fn)),
         items_(std::move(items)),
-        results_(std::move(results)),
         context_(std::move(context)),
-        size_(static_cast<std::size_t>(PyList_GET_SIZE(items_.get()))),
+        size_(static_cast<std::size_t>(PyTuple_GET_SIZE(items_.get()))),
+        results_(size_),
         block_(block),
         tasks_left_(tasks) {}
 
@@ -155,9 +159,9 @@ class MapCall final : public Job {
       context = Ref::steal(PyContext_Copy(context_.get()));
       if (!context) return record_error(i, fetch_error());
     }
-    Outcome outcome = call_one(fn_.get(), PyList_GET_ITEM(items_.get(), i), context.get());
+    Outcome outcome = call_one(fn_.get(), PyTuple_GET_ITEM(items_.get(), i), context.get());
     if (outcome.error) return record_error(i, std::move(outcome.error));
-    PyList_SET_ITEM(results_.get(), i, outcome.value.release());  // slot was empty
+    results_[i] = std::move(outcome.value);  // this item's own slot: no other worker writes it
     ++done_;
     return true;
   }
@@ -182,7 +186,17 @@ class MapCall final : public Job {
     if (error_) {
       outcome.error = std::move(error_);
     } else if (done_ == size_) {
-      outcome.value = std::move(results_);
+      // Filled in full before anything else runs (no allocation between New and the last
+      // SET_ITEM, so no collection sees it half-filled).
+      Ref list = Ref::steal(PyList_New(static_cast<Py_ssize_t>(size_)));
+      if (!list) {
+        outcome.error = fetch_error();
+      } else {
+        for (std::size_t i = 0; i < size_; ++i) {
+          PyList_SET_ITEM(list.get(), static_cast<Py_ssize_t>(i), results_[i].release());
+        }
+        outcome.value = std::move(list);
+      }
     } else {  // stopped by cancellation, or tasks dropped by a shutdown
       complete_loop_future(future_.get(), nullptr);
       return;
@@ -193,10 +207,10 @@ class MapCall final : public Job {
   std::shared_ptr<Notifier> notifier_;
   Ref future_;
   Ref fn_;
-  Ref items_;    // list
-  Ref results_;  // list of size_, filled as items complete
+  Ref items_;  // tuple
   Ref context_;
   const std::size_t size_;
+  std::vector<Ref> results_;  // size_ slots, each filled by the worker that runs its item
   const std::size_t block_;
   std::atomic<std::size_t> next_{0};
   std::atomic<std::size_t> tasks_left_;
@@ -330,17 +344,15 @@ absl::Status submit_loop_call(ThreadPool& pool, std::shared_ptr<Notifier> notifi
 
 absl::Status submit_map(ThreadPool& pool, std::shared_ptr<Notifier> notifier, Ref loop_future,
                         Ref fn, Ref items, Ref context) {
-  const std::size_t size = static_cast<std::size_t>(PyList_GET_SIZE(items.get()));
-  Ref results = Ref::steal(PyList_New(static_cast<Py_ssize_t>(size)));
-  if (!results) return absl::ResourceExhaustedError("offload: cannot allocate the result list");
+  const std::size_t size = static_cast<std::size_t>(PyTuple_GET_SIZE(items.get()));
   const std::size_t workers = pool.size();
   // Blocks small enough to balance uneven items over every worker, large enough that claiming
   // one is rare next to running it.
   const std::size_t block = std::clamp<std::size_t>(size / (workers * 8), 1, 256);
   const std::size_t tasks = std::min(workers, (size + block - 1) / block);
   auto job = std::make_shared<MapCall>(std::move(notifier), std::move(loop_future),
-                                       std::move(fn), std::move(items), std::move(results),
-                                       std::move(context), block, tasks);
+                                       std::move(fn), std::move(items), std::move(context), block,
+                                       tasks);
   // Every task is offered even after a refusal: a refused task is abandoned, which counts it
   // as finished, so the last one still delivers.
   absl::Status first_error;

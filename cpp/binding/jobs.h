@@ -53,6 +53,7 @@ struct Call {
 absl::Status submit_loop_call(ThreadPool& pool, std::shared_ptr<Notifier> notifier,
                               Ref loop_future, Call call);
 
+// `items`: a tuple (the map's own copy).
 absl::Status submit_map(ThreadPool& pool, std::shared_ptr<Notifier> notifier, Ref loop_future,
                         Ref fn, Ref items, Ref context);
 

@@ -285,9 +285,12 @@ class PyPool {
   }
 
   void map_on_loop(const std::shared_ptr<Notifier>& notifier, const pyb::object& loop_future,
-                   const pyb::object& fn, const pyb::list& items, const pyb::object& context) {
+                   const pyb::object& fn, const pyb::sequence& items, const pyb::object& context) {
     require_callable(fn);
-    check(submit_map(pool(), notifier, own(loop_future), own(fn), own(items), own_or_null(context)));
+    // A tuple of the map's own: nothing can change the items while workers read them.
+    Ref copy = Ref::steal(PySequence_Tuple(items.ptr()));
+    if (!copy) throw pyb::error_already_set();
+    check(submit_map(pool(), notifier, own(loop_future), own(fn), std::move(copy), own_or_null(context)));
   }
 
   PyFuture submit(const pyb::object& fn, const pyb::tuple& args, const pyb::object& kwargs,

@@ -142,27 +142,22 @@ def _cancel_again_later(exc: BaseException) -> None:
     withdraw the cancellations they made with ``uncancel()`` (Python 3.11+), and a timeout
     that lost the race to the send must then just end, as the send succeeded.
 
-    * 3.13+: re-requested at once without counting it twice (``cancel()`` then
-      ``uncancel()``); an ``uncancel()`` that brings the count to zero also drops it.
-    * 3.11, 3.12: ``uncancel()`` does not drop a requested cancellation, so the request is
-      renewed from a callback once the task moved on, if ``cancelling()`` still shows it.
-      A task that finished meanwhile has nothing left to cancel.
+    * 3.11+: the request is renewed from a callback once the task moved on, if
+      ``cancelling()`` still shows it; a task that finished meanwhile has nothing left to
+      cancel. Not at once with ``cancel(); uncancel()``: on 3.13 that leaves the task's
+      must-cancel flag set (``uncancel`` clears it only when the count reaches zero), so a
+      coroutine whose last step was the send would end as a cancelled task, although its
+      send was delivered.
     * 3.9, 3.10: nothing withdraws a cancellation; re-requested at once.
     """
     task = asyncio.current_task()
     if task is None:
         return
     message = exc.args[0] if exc.args else None
-    if _UNCANCEL_DROPS_REQUEST:
-        task.cancel(message)
-        task.uncancel()
-    elif hasattr(task, "cancelling"):
+    if hasattr(task, "cancelling"):
         task.get_loop().call_soon(_cancel_if_still_requested, task, task.cancelling(), message)
     else:
         task.cancel(message)
-
-
-_UNCANCEL_DROPS_REQUEST = sys.version_info >= (3, 13)
 
 
 def _cancel_if_still_requested(task: "asyncio.Task[Any]", requested: int, message: Any) -> None:

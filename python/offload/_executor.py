@@ -118,7 +118,7 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
             thread_token=self._token,
             log_initializer_errors=False,  # _logged_initializer logs it, as the standard library
         )
-        self._native_lock = threading.Lock()
+        self._claim_lock = threading.Lock()
         _live_pools.add(self)
 
     def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "concurrent.futures.Future[R]":
@@ -128,28 +128,33 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
             RuntimeError: after :meth:`shutdown`.
             BrokenThreadPool: a worker's initializer failed.
         """
-        with self._native_lock:
-            if self._native.broken:
-                raise BrokenThreadPool(
-                    "A thread initializer failed, the thread pool is not usable anymore"
-                )
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            if getattr(_cf_thread, "_shutdown", False):  # set as threading's shutdown begins
-                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-            future: concurrent.futures.Future[R] = concurrent.futures.Future()
+        # No lock of ours is held here: making the future, or the thread object of a new
+        # worker, may run a collection whose __del__ submits again. The native pool refuses
+        # work once shut down, atomically, whatever the order of the checks below.
+        if self._native.broken:
+            raise BrokenThreadPool("A thread initializer failed, the thread pool is not usable anymore")
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if getattr(_cf_thread, "_shutdown", False):  # set as threading's shutdown begins
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+        try:
             self._native.submit_concurrent(future, fn, args, kwargs or None, None)
-            self._note_started_workers()
-            return future
+        except RuntimeError:
+            if self._shutdown:  # shut down by another thread meanwhile
+                raise RuntimeError("cannot schedule new futures after shutdown") from None
+            raise
+        self._note_started_workers()
+        return future
 
     def _note_started_workers(self) -> None:
         """A submit that started a worker adds its thread to _threads at once, as
         ThreadPoolExecutor.submit does (its worker adopts the object when it runs)."""
         started = self._native.started
-        while self._known < started:
-            index = self._known
+        with self._claim_lock:  # held for two integers only: nothing else runs inside
+            first, self._known = self._known, max(self._known, started)
+        for index in range(first, started):
             self._workers[index] = meet(self._token, index, f"{self._thread_name_prefix}_{index}")
-            self._known += 1
 
     # ThreadPoolExecutor's set of worker threads, which code written for it reads (and CPython's
     # tests check): here the workers' threading.Thread objects, alive while they run.
@@ -164,8 +169,7 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stops intake; ``cancel_futures`` cancels the calls not yet started; ``wait`` joins
         the workers (with the GIL released)."""
-        with self._native_lock:
-            self._shutdown = True
+        self._shutdown = True
         self._native.shutdown(bool(wait), bool(cancel_futures))
         if wait:  # every worker has exited: nothing is left to meet
             _forget_meetings(self._token)

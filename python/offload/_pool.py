@@ -528,13 +528,18 @@ def default_pool() -> Pool:
     pool = _default
     if pool is not None:
         return pool
-    with _default_lock:
+    # Made outside the lock: making it may run a collection whose __del__ calls offload.run,
+    # which comes back here (no lock of ours is held while code we do not own runs).
+    candidate = Pool(name="offload")
+    # A LazyCall of offload.run calls itself so in the never-awaited warning.
+    candidate._run = candidate.run = candidate._core.runner("offload.run")  # type: ignore[method-assign]
+    with _default_lock:  # held for one assignment
         if _default is None:
-            pool = Pool(name="offload")
-            # A LazyCall of offload.run calls itself so in the never-awaited warning.
-            pool._run = pool.run = pool._core.runner("offload.run")  # type: ignore[method-assign]
-            _default = pool
-        return _default
+            _default = candidate
+        pool = _default
+    if pool is not candidate:  # another thread, or a __del__, made one first
+        candidate.shutdown(wait=False)
+    return pool
 
 
 if TYPE_CHECKING:
