@@ -1310,3 +1310,31 @@ def test_select_over_the_same_channel_twice_does_one_operation(arun) -> None:
             ch.send_nowait("y")
 
     arun(main)
+
+
+@pytest.mark.parametrize("use_select", [False, True])
+def test_a_send_taken_as_its_task_is_cancelled_ends_the_task_normally(arun, use_select: bool) -> None:
+    # The receiver takes the item and the sending task is cancelled at that instant; the send
+    # happened, so it returns, and a task whose last step it was ends with its result (3.13
+    # once ended it cancelled: cancel(); uncancel() left its must-cancel flag set).
+    async def sender(ch: "offload.Channel[str]") -> str:
+        if use_select:
+            await offload.select(ch.send_op("item"))
+        else:
+            await ch.send("item")
+        return "sent"  # nothing awaited after the send
+
+    async def main() -> Any:
+        ch: offload.Channel[str] = offload.Channel(0)
+        task = asyncio.ensure_future(sender(ch))
+        while ch.stats().waiting_senders == 0:
+            await asyncio.sleep(0)
+        got = ch.recv_nowait()  # the receiver takes the item (claims the sender)...
+        task.cancel()  # ...and the sending task is cancelled at that instant
+        try:
+            outcome = await task
+        except asyncio.CancelledError:
+            outcome = "CancelledError"
+        return got, outcome
+
+    assert arun(main) == ("item", "sent")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import select
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, List, Optional
@@ -407,3 +407,36 @@ def test_a_function_and_a_class_of_a_main_script(kind: str, tmp_path: Path) -> N
         assert klass.startswith("class: SendError when awaited: ")
         assert "could not be loaded in the worker interpreter" in klass
         assert "objects defined in __main__ cannot be loaded" in klass
+
+
+def test_ctrl_c_ends_a_process_pool_at_once(tmp_path: Path) -> None:
+    # Ctrl-C reaches the whole process group (as a terminal sends it). The worker processes
+    # ignore it (the parent decides), so leaving `with ProcessPool()` by it ends them: the
+    # calls they run fail, the queued ones are cancelled, and the program ends at once instead
+    # of after ~12 s of queued work.
+    program = tmp_path / "ctrl_c.py"
+    program.write_text(textwrap.dedent(
+        """
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        import offload
+        if __name__ == "__main__":
+            with offload.ProcessPool(workers=2) as pool:
+                futs = [pool.submit(time.sleep, 4) for _ in range(6)]
+                print("submitted", flush=True)
+                futs[-1].result()          # Ctrl-C lands here, then in __exit__
+        """
+    ))
+    child = subprocess.Popen([sys.executable, str(program)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "submitted"
+        time.sleep(1)  # the calls run by now (the test signals as a user would: after a while)
+        start = time.monotonic()
+        os.killpg(child.pid, signal.SIGINT)
+        child.wait(timeout=TIMEOUT)
+        assert time.monotonic() - start < 5
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()

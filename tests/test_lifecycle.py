@@ -228,3 +228,94 @@ def test_future_result_on_the_main_thread_is_interrupted_by_ctrl_c() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["interrupted", "result True"]
+
+
+def test_ctrl_c_reaches_blocking_waits_in_a_child_forked_from_another_thread() -> None:
+    # The forking thread is the child's main thread, where CPython runs signal handlers.
+    result = run_python(
+        """
+        import os, signal, threading, time, warnings, offload
+        warnings.simplefilter("ignore", DeprecationWarning)   # fork with threads (3.12+)
+        def child():
+            ch = offload.Channel(1)
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            try:
+                ch.recv_blocking()                 # no timeout: only Ctrl-C can end it
+            except KeyboardInterrupt:
+                os._exit(0)
+            os._exit(2)
+        status = []
+        def forker():
+            pid = os.fork()
+            if pid == 0:
+                child()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                done, code = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status.append(os.waitstatus_to_exitcode(code))
+                    return
+                time.sleep(0.02)  # nothing to wait on with a deadline: waitpid polls
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            status.append("hung")
+        offload.default_pool().submit(int).result()   # offload is in use when it forks
+        t = threading.Thread(target=forker)
+        t.start(); t.join()
+        print(status[0], flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("where", ["with", "exit"])
+def test_ctrl_c_stops_a_pool_without_waiting_for_its_queue(where: str) -> None:
+    # Leaving `with Pool()` by Ctrl-C, or Ctrl-C while the exit hook joins: queued calls are
+    # cancelled, and a second Ctrl-C ends the wait for the call still running.
+    code = """
+        import os, signal, sys, threading, time, offload
+        started, inside = threading.Event(), threading.Event()
+        def long():
+            started.set()
+            time.sleep(30)
+        def ctrl_c_twice():
+            if WHERE == "with":
+                inside.wait(10)             # the main thread is in the with block
+            else:
+                threading.main_thread().join()   # the main thread finished: the exit hook runs
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)
+        pool = offload.Pool(1)
+        fut = pool.submit(long)
+        queued = [pool.submit(print, "queued ran") for _ in range(3)]
+        started.wait(10)
+        threading.Thread(target=ctrl_c_twice, daemon=True).start()
+        t0 = time.monotonic()
+    """.replace("WHERE", repr(where))
+    if where == "with":
+        code += """
+        try:
+            with pool:
+                inside.set()
+                time.sleep(30)              # Ctrl-C lands here, then in __exit__'s wait
+        except KeyboardInterrupt:
+            pass
+        print("left after", round(time.monotonic() - t0), "s;",
+              "queued cancelled:", all(f.cancelled() for f in queued), flush=True)
+        os._exit(0)
+        """
+    else:
+        code += """
+        print("main done", flush=True)      # the exit hook now joins the running call
+        """
+    t0 = __import__("time").monotonic()
+    result = run_python(code, timeout=60)
+    elapsed = __import__("time").monotonic() - t0
+    assert "queued ran" not in result.stdout
+    assert elapsed < 15, (elapsed, result.stdout, result.stderr)
+    if where == "with":
+        assert result.returncode == 0, result.stderr
+        assert "queued cancelled: True" in result.stdout

@@ -210,7 +210,8 @@ class Channel(Generic[T]):
     number of event loops, by plain threads and by :func:`select`.
 
     ``capacity`` is required: ``> 0`` buffers that many items, ``0`` makes a rendezvous channel
-    (a send completes when a receiver takes the item), ``None`` is unbounded.
+    (a send completes when a receiver takes the item; one that is cancelled at that instant
+    gives it back to the channel for the next receiver), ``None`` is unbounded.
 
     Example: a blocking producer thread feeding a coroutine:
 

@@ -471,11 +471,18 @@ class ProcessPool(_PickledPool):
         super().shutdown(True)
         self._stop_processes()
 
-    def _stop_processes(self) -> None:
+    def _stop_processes(self, timeout: float = 5) -> None:
         with self._lock:
             processes, self._processes = self._processes, []
         for process in processes:
-            process.stop(timeout=5)
+            process.stop(timeout=timeout)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: queued calls are cancelled and the worker processes ended at once (they
+        ignore SIGINT: Ctrl-C is the parent's decision), so the calls they run fail with
+        WorkerDied and nothing waits for them."""
+        super()._interrupt()
+        self._stop_processes(timeout=0)
 
     def _after_fork_in_child(self) -> None:
         # The processes are the parent's children: forget them without touching them.

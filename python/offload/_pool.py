@@ -325,8 +325,22 @@ class _PoolBase:
     def __enter__(self: S) -> S:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: "Optional[TracebackType]",
+    ) -> None:
+        """Shuts down and waits for the workers. Left by Ctrl-C (KeyboardInterrupt), it stops
+        instead: queued calls are cancelled (a ProcessPool also ends its worker processes, so
+        the calls they run fail), and a second Ctrl-C ends the wait for running calls."""
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._interrupt()
         self.shutdown(wait=True)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: stop intake and drop what is queued, without waiting (see __exit__)."""
+        self.shutdown(wait=False, cancel_pending=True)
 
     async def __aenter__(self: S) -> S:
         return self
@@ -593,10 +607,21 @@ _live_pools: "weakref.WeakSet[Any]" = weakref.WeakSet()
 def _shutdown_all() -> None:
     """At exit: let queued calls finish and join every worker, as ThreadPoolExecutor does,
     those of pools already collected too. No worker may touch Python once finalization
-    starts."""
-    for pool in list(_live_pools):
-        pool.shutdown(wait=True)
-    _core.join_retired_pools()
+    starts. Ctrl-C while it waits stops every pool instead (queued calls are cancelled,
+    worker processes ended) and the interpreter exits; a worker still in a call then ends
+    when it next needs the GIL, as CPython ends daemon threads."""
+    pools = list(_live_pools)
+    try:
+        for pool in pools:
+            pool.shutdown(wait=True)
+        _core.join_retired_pools()
+    except KeyboardInterrupt:
+        for pool in pools:
+            try:
+                pool._interrupt()
+            except Exception:  # noqa: BLE001 - stopping the others matters more
+                pass
+        raise
 
 
 def _before_fork() -> None:
