@@ -1,7 +1,7 @@
 """Contract: the closed-loop policy (docs/design.md), on asyncio and on uvloop.
 
 A loop that closes, or is dropped without close(), takes nothing with it and leaves nothing
-behind: calls not started never start, results are released, coroutines left waiting on a
+behind: it cancels no call (a call never awaited still runs), results are released, coroutines left waiting on a
 channel take nothing (an item handed to one goes on), and nothing keeps the loop alive.
 """
 
@@ -41,6 +41,36 @@ def test_closing_a_loop_detaches_it_at_once(loop_kind: str) -> None:
     assert _core.attached_loops() == before
     assert notifier is not None and notifier.closed
 
+
+
+def test_calls_never_awaited_still_run_after_their_loop_closes(loop_kind: str) -> None:
+    # Fire and forget: a call (and a map) queued behind a blocked worker, never awaited, whose
+    # loop closes before they start. A close cancels nothing: they run, their results go.
+    pool = offload.Pool(1)
+    entered, gate = threading.Event(), threading.Event()
+    ran: List[Any] = []
+    loop = new_loop(loop_kind)
+
+    def blocker() -> None:
+        entered.set()
+        gate.wait(TIMEOUT)
+
+    async def start() -> Any:
+        return (pool.run(blocker), pool.run(ran.append, "call"),
+                pool.map(ran.append, ["item 1", "item 2"]))
+
+    try:
+        calls = run_once(loop, start())
+        assert entered.wait(TIMEOUT)
+        loop.close()
+        gate.set()
+        pool.shutdown(wait=True)  # joins the worker: everything queued has run by now
+        assert ran == ["call", "item 1", "item 2"]
+        assert pool.stats().cancelled == 0
+        assert not any(call.done() for call in calls)  # their loop is gone: nothing delivered
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
 
 def test_a_loop_dropped_without_close_is_detached_when_collected() -> None:
     loop = asyncio.new_event_loop()
@@ -191,7 +221,7 @@ def test_orphaning_a_chain_of_dead_waiters_needs_no_deep_stack() -> None:
 
 def test_a_destructor_run_by_detaching_may_call_offload(loop_kind: str) -> None:
     # A result still queued for a closed loop is released when the loop is detached; its
-    # __del__ calls offload.run (a fire-and-forget cleanup): nothing may deadlock.
+    # __del__ calls offload (a fire-and-forget cleanup): nothing may deadlock, nothing is lost.
     result = run_python(
         f"""
         import asyncio, faulthandler, threading, offload, uvloop
@@ -199,7 +229,8 @@ def test_a_destructor_run_by_detaching_may_call_offload(loop_kind: str) -> None:
         new = uvloop.new_event_loop if {loop_kind!r} == "uvloop" else asyncio.new_event_loop
         class Cleanup:
             def __del__(self):
-                offload.run(print, "cleanup ran")   # fire and forget, no loop running here
+                # A fire-and-forget cleanup (no loop runs here: submit, not run).
+                offload.default_pool().submit(print, "cleanup ran", flush=True)
         entered, gate = threading.Event(), threading.Event()
         def make():
             entered.set(); gate.wait(10)
@@ -210,7 +241,9 @@ def test_a_destructor_run_by_detaching_may_call_offload(loop_kind: str) -> None:
         pending = loop.run_until_complete(start())
         entered.wait(10)
         gate.set()
-        import time; time.sleep(0.2)    # the result is queued for the (stopped) loop by now
+        notifier = offload._core.registered_notifier(loop)
+        while notifier.stats()["added"] == 0:
+            pass                        # until the result is queued for the (stopped) loop
         loop.close()                    # releases it: __del__ runs offload.run
         async def again():
             return await offload.run(pow, 2, 5)
@@ -218,7 +251,7 @@ def test_a_destructor_run_by_detaching_may_call_offload(loop_kind: str) -> None:
         """
     )
     assert result.returncode == 0, result.stderr
-    assert "again 32" in result.stdout
+    assert sorted(result.stdout.split("\n")) == ["", "again 32", "cleanup ran"]
 
 
 def test_loops_dropped_without_close_never_break_a_later_attach() -> None:

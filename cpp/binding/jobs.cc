@@ -61,9 +61,10 @@ class LoopCall final : public Job {
 
   static void run(std::unique_ptr<LoopCall> job) {
     if (!WorkerGil::ensure()) return leak(job);
-    // Its awaiter was cancelled before it started, or its loop is gone (closed-loop policy:
-    // a call of a closed loop that has not started never starts).
-    if (job->notifier_->closed() || future_done(job->future_.get())) {
+    // Its awaiter cancelled it before it started. A closed loop cancels nothing (closed-loop
+    // policy): a call submitted and never awaited still runs, as run_in_executor's would; only
+    // its result is released.
+    if (future_done(job->future_.get())) {
       this_task::report(TaskOutcome::kCancelled);
       return;
     }
@@ -135,7 +136,7 @@ class MapCall final : public Job {
   // Claims blocks of items until none are left or the map stops. GIL held.
   void work() {
     while (!stop_.load(std::memory_order_relaxed)) {
-      if (notifier_->closed() || future_done(future_.get())) {  // cancelled, or its loop gone
+      if (future_done(future_.get())) {  // cancelled (a closed loop cancels nothing)
         stop_.store(true, std::memory_order_relaxed);
         break;
       }

@@ -15,8 +15,8 @@
 //   * otherwise (a loop type that keeps its readers, or no add_reader): the next attach sweeps
 //     the loops found closed.
 //
-// Closed-loop policy (docs/design.md): calls of a closed loop that have not started never
-// start; results of a closed loop are released; a coroutine waiting on a channel takes
+// Closed-loop policy (docs/design.md): a closed loop cancels no call (one submitted and never
+// awaited still runs, as run_in_executor's would); results of a closed loop are released; a coroutine waiting on a channel takes
 // nothing (its operations are withdrawn, an item handed to it goes on to the next receiver);
 // callbacks from workers (offload.from_thread) fail with an error; nothing keeps the loop alive.
 //

@@ -148,20 +148,24 @@ def _cancel_again_later(exc: BaseException) -> None:
       must-cancel flag set (``uncancel`` clears it only when the count reaches zero), so a
       coroutine whose last step was the send would end as a cancelled task, although its
       send was delivered.
-    * 3.9, 3.10: nothing withdraws a cancellation; re-requested at once.
+    * 3.9, 3.10: nothing withdraws a cancellation; renewed from a callback too, if the task
+      has not finished (renewed at once, it would end as cancelled a coroutine whose last
+      step was the send: the task's must-cancel flag wins over its result).
     """
     task = asyncio.current_task()
     if task is None:
         return
     message = exc.args[0] if exc.args else None
-    if hasattr(task, "cancelling"):
-        task.get_loop().call_soon(_cancel_if_still_requested, task, task.cancelling(), message)
-    else:
+    requested = task.cancelling() if hasattr(task, "cancelling") else None
+    task.get_loop().call_soon(_cancel_if_still_requested, task, requested, message)
+
+
+def _cancel_if_still_requested(task: "asyncio.Task[Any]", requested: Optional[int], message: Any) -> None:
+    if task.done():
+        return
+    if requested is None:  # 3.9, 3.10
         task.cancel(message)
-
-
-def _cancel_if_still_requested(task: "asyncio.Task[Any]", requested: int, message: Any) -> None:
-    if not task.done() and requested > 0 and task.cancelling() >= requested:
+    elif requested > 0 and task.cancelling() >= requested:
         task.cancel(message)  # lands at the task's next await...
         task.uncancel()  # ...without counting the same request twice
 

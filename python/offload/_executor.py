@@ -8,7 +8,7 @@ import threading
 import concurrent.futures._base as _cf_base
 import concurrent.futures.thread as _cf_thread
 from concurrent.futures.thread import BrokenThreadPool
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Set, Tuple, TypeVar
+from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from . import _core
 from ._checks import check_count, check_name, default_thread_workers
@@ -102,7 +102,7 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
         # Threads are named "<prefix>_<index>" with ThreadPoolExecutor's own default prefix,
         # "ThreadPoolExecutor-<n>" (set by its __init__ just now).
-        prefix = self._thread_name_prefix
+        prefix = self._thread_name_prefix or ""  # always set by now; typed Optional upstream
         # {index: threading.Thread} of every worker started: what _threads shows (the objects
         # are agreed with the workers through offload._threads.meet).
         self._workers: Dict[int, WorkerThread] = {}
@@ -159,11 +159,11 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     # ThreadPoolExecutor's set of worker threads, which code written for it reads (and CPython's
     # tests check): here the workers' threading.Thread objects, alive while they run.
     @property
-    def _threads(self) -> Set[threading.Thread]:
+    def _threads(self) -> AbstractSet[threading.Thread]:
         return set(self._workers.values())
 
     @_threads.setter
-    def _threads(self, value: Set[threading.Thread]) -> None:
+    def _threads(self, value: AbstractSet[threading.Thread]) -> None:
         pass  # ThreadPoolExecutor.__init__ sets it; the workers fill it here
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
