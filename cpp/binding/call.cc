@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "native_types.h"
 #include "python_runtime.h"
 
 namespace offload::py {
@@ -10,7 +11,6 @@ namespace {
 PyTypeObject* future_base = nullptr;  // asyncio.Future (the C one; a strong reference)
 PyTypeObject* call_type = nullptr;
 PyTypeObject* lazy_type = nullptr;
-PyObject* get_running_loop = nullptr;  // asyncio._get_running_loop: None, not an error
 PyObject* base_result = nullptr;       // asyncio.Future.result, called with the Call as self
 PyObject* base_cancel = nullptr;       // asyncio.Future.cancel
 PyObject* blocking_name = nullptr;     // "_asyncio_future_blocking"
@@ -21,8 +21,6 @@ PyObject* empty_tuple = nullptr;
 // Call: an asyncio.Future whose type adds the coroutine protocol. It has no state of its own,
 // so everything but the protocol is the base type's: its memory layout, callbacks, repr and
 // its finalizer ("exception was never retrieved").
-
-enum class Step { kYield, kReturn, kError };
 
 // One step of a Task driving the Call, as a coroutine that awaits the future would take it:
 // while pending, it yields the future itself, marked as blocking, for the Task to wait on;
@@ -46,32 +44,8 @@ void abandon(PyObject* self) {
   if (!r) log_raised("offload: a Call refused to be cancelled");
 }
 
-PyObject* call_send(PyObject* self, PyObject*) {
-  PyObject* out;
-  switch (call_step(self, &out)) {
-    case Step::kYield:
-      return out;
-    case Step::kReturn:
-      set_stop_iteration(out);
-      Py_DECREF(out);
-      return nullptr;
-    default:
-      return nullptr;
-  }
-}
-
-#if PY_VERSION_HEX >= 0x030A0000
-PySendResult call_am_send(PyObject* self, PyObject*, PyObject** out) {
-  switch (call_step(self, out)) {
-    case Step::kYield:
-      return PYGEN_NEXT;
-    case Step::kReturn:
-      return PYGEN_RETURN;
-    default:
-      return PYGEN_ERROR;
-  }
-}
-#endif
+// As a Task steps it: what is sent in is ignored, as a coroutine awaiting the future would.
+Step call_send_step(PyObject* self, PyObject*, PyObject** out) { return call_step(self, out); }
 
 PyObject* call_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_throw_args(nargs)) return nullptr;
@@ -105,7 +79,7 @@ int call_traverse(PyObject* self, visitproc visit, void* arg) {
 }
 
 PyMethodDef call_methods[] = {
-    {"send", call_send, METH_O,
+    {"send", coroutine_send<call_send_step>, METH_O,
      "Steps the call as a coroutine: yields the future while it is pending, then returns its "
      "result (as StopIteration) or raises its exception."},
     {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(call_throw)),
@@ -150,7 +124,7 @@ constexpr const char* kCallDoc =
 PyTypeObject* make_call_type() {
   PyType_Slot slots[] = {
 #if PY_VERSION_HEX >= 0x030A0000
-      {Py_am_send, reinterpret_cast<void*>(call_am_send)},
+      {Py_am_send, reinterpret_cast<void*>(coroutine_am_send<call_send_step>)},
 #endif
       {Py_tp_methods, call_methods},
       {Py_tp_getset, call_getset},
@@ -163,10 +137,7 @@ PyTypeObject* make_call_type() {
   PyType_Spec spec = {"offload.Call", 0, 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, slots};
   Ref bases = Ref::steal(PyTuple_Pack(1, reinterpret_cast<PyObject*>(future_base)));
   if (!bases) return nullptr;
-  auto* type = reinterpret_cast<PyTypeObject*>(PyType_FromSpecWithBases(&spec, bases.get()));
-  if (type == nullptr) return nullptr;
-  type->tp_new = nullptr;  // only offload makes them, bound to a running loop
-  return type;
+  return new_native_type(&spec, bases.get());  // only offload makes them, bound to a running loop
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,66 +197,19 @@ bool begin(LazyCall* self) {
   return true;
 }
 
-Step lazy_step(LazyCall* self, PyObject* arg, PyObject** out) {
+Step lazy_step(PyObject* op, PyObject* arg, PyObject** out) {
+  auto* self = as_lazy(op);
   *out = nullptr;
   RunningScope<LazyCall> running(self);
   if (!running.entered()) return Step::kError;
-  if (self->state == kDone) {
-    PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
-    return Step::kError;
-  }
+  if (self->state == kDone) return refuse_reuse();
   if (self->state == kFresh) {
-    if (arg != Py_None) {
-      PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started coroutine");
-      return Step::kError;
-    }
-    if (!begin(self)) return Step::kError;
+    if (!check_first_send(arg) || !begin(self)) return Step::kError;
   }
   const Step step = call_step(self->call, out);
   if (step != Step::kYield) finish(self);
   return step;
 }
-
-PyObject* lazy_iternext(PyObject* self) {
-  PyObject* out;
-  switch (lazy_step(as_lazy(self), Py_None, &out)) {
-    case Step::kYield:
-      return out;
-    case Step::kReturn:
-      set_stop_iteration(out);
-      Py_DECREF(out);
-      return nullptr;
-    default:
-      return nullptr;
-  }
-}
-
-PyObject* lazy_send(PyObject* self, PyObject* arg) {
-  PyObject* out;
-  switch (lazy_step(as_lazy(self), arg, &out)) {
-    case Step::kYield:
-      return out;
-    case Step::kReturn:
-      set_stop_iteration(out);
-      Py_DECREF(out);
-      return nullptr;
-    default:
-      return nullptr;
-  }
-}
-
-#if PY_VERSION_HEX >= 0x030A0000
-PySendResult lazy_am_send(PyObject* self, PyObject* arg, PyObject** out) {
-  switch (lazy_step(as_lazy(self), arg, out)) {
-    case Step::kYield:
-      return PYGEN_NEXT;
-    case Step::kReturn:
-      return PYGEN_RETURN;
-    default:
-      return PYGEN_ERROR;
-  }
-}
-#endif
 
 // Interrupted: a call not started never starts; a started one is abandoned (cancelled).
 void interrupt(LazyCall* self) {
@@ -343,13 +267,7 @@ int lazy_clear(PyObject* op) {
 void lazy_finalize(PyObject* op) {
   auto* self = as_lazy(op);
   if (self->state != kFresh || self->start == nullptr) return;
-  PyObject *type, *value, *traceback;
-  PyErr_Fetch(&type, &value, &traceback);
-  if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "coroutine '%U' was never awaited",
-                       self->name) < 0) {
-    PyErr_WriteUnraisable(op);
-  }
-  PyErr_Restore(type, value, traceback);
+  warn_never_awaited(op, self->name);
 }
 
 void lazy_dealloc(PyObject* op) {
@@ -363,7 +281,7 @@ void lazy_dealloc(PyObject* op) {
 }
 
 PyMethodDef lazy_methods[] = {
-    {"send", lazy_send, METH_O, "Steps the call, as coroutine.send()."},
+    {"send", coroutine_send<lazy_step>, METH_O, "Steps the call, as coroutine.send()."},
     {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(lazy_throw)),
      METH_FASTCALL,
      "Raises an exception into the call, as coroutine.throw(): a call not started never "
@@ -380,20 +298,14 @@ PyGetSetDef lazy_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-constexpr unsigned kNoInstances = Py_TPFLAGS_DISALLOW_INSTANTIATION;
-#else
-constexpr unsigned kNoInstances = 0;
-#endif
-
 PyTypeObject* make_lazy_type() {
   static PyType_Slot slots[] = {
       {Py_am_await, reinterpret_cast<void*>(lazy_self)},
 #if PY_VERSION_HEX >= 0x030A0000
-      {Py_am_send, reinterpret_cast<void*>(lazy_am_send)},
+      {Py_am_send, reinterpret_cast<void*>(coroutine_am_send<lazy_step>)},
 #endif
       {Py_tp_iter, reinterpret_cast<void*>(lazy_self)},
-      {Py_tp_iternext, reinterpret_cast<void*>(lazy_iternext)},
+      {Py_tp_iternext, reinterpret_cast<void*>(coroutine_iternext<lazy_step>)},
       {Py_tp_methods, lazy_methods},
       {Py_tp_getset, lazy_getset},
       {Py_tp_repr, reinterpret_cast<void*>(lazy_repr)},
@@ -409,10 +321,7 @@ PyTypeObject* make_lazy_type() {
   };
   static PyType_Spec spec = {"offload.LazyCall", sizeof(LazyCall), 0,
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | kNoInstances, slots};
-  auto* type = reinterpret_cast<PyTypeObject*>(PyType_FromSpec(&spec));
-  if (type == nullptr) return nullptr;
-  type->tp_new = nullptr;  // Python 3.9 has no flag for that
-  return type;
+  return new_native_type(&spec);
 }
 
 // _core.start_call(name, start, *args): a Call started at once in a running loop, else a
@@ -440,16 +349,6 @@ PyMethodDef start_call_def = {
     "running loop: a LazyCall that does the same when first awaited."};
 
 }  // namespace
-
-PyObject* running_loop() {
-  PyObject* loop = PyObject_CallNoArgs(get_running_loop);
-  if (loop == nullptr) {
-    PyErr_Clear();
-    return nullptr;
-  }
-  Py_DECREF(loop);  // borrowed: a running loop outlives the frames that run on it
-  return loop == Py_None ? nullptr : loop;
-}
 
 PyObject* new_call(PyObject* loop) {
   PyObject* self = call_type->tp_alloc(call_type, 0);
@@ -506,13 +405,12 @@ bool add_call_types(PyObject* module) {
     return false;
   }
   future_base = reinterpret_cast<PyTypeObject*>(base.release());
-  get_running_loop = PyObject_GetAttrString(asyncio.get(), "_get_running_loop");
   base_result = PyObject_GetAttrString(reinterpret_cast<PyObject*>(future_base), "result");
   base_cancel = PyObject_GetAttrString(reinterpret_cast<PyObject*>(future_base), "cancel");
   blocking_name = PyUnicode_InternFromString("_asyncio_future_blocking");
   loop_name = PyUnicode_InternFromString("loop");
   empty_tuple = PyTuple_New(0);
-  if (!get_running_loop || !base_result || !base_cancel || !blocking_name || !loop_name ||
+  if (!base_result || !base_cancel || !blocking_name || !loop_name ||
       !empty_tuple) {
     return false;
   }

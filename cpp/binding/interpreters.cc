@@ -177,4 +177,24 @@ PyObject* run_in_worker_interpreter(PyObject*) {
 
 #endif
 
+namespace {
+
+PyObject* run_in_interpreter(PyObject*, PyObject* payload) {
+  return run_in_worker_interpreter(payload);
+}
+
+PyMethodDef run_in_interpreter_def = {
+    "run_in_interpreter", run_in_interpreter, METH_O,
+    "run_in_interpreter(payload, /)\n--\n\n"
+    "Runs a pickled call in this InterpreterPool worker's own interpreter; returns the pickled\n"
+    "reply. Only meaningful on an InterpreterPool worker thread."};
+
+}  // namespace
+
+void bind_interpreters(pybind11::module_& m) {
+  m.attr("interpreters_supported") = kInterpretersSupported;
+  m.add_object("run_in_interpreter", pybind11::reinterpret_steal<pybind11::object>(
+                                         PyCFunction_NewEx(&run_in_interpreter_def, nullptr, m.ptr())));
+}
+
 }  // namespace offload::py

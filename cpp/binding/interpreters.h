@@ -12,11 +12,16 @@
 // No object ever crosses interpreters: only bytes are copied, and while the subinterpreter
 // runs, the main GIL is free for the event loop and the other workers. Objects of one
 // interpreter are never referenced from the other (no Ref is created in a subinterpreter).
+//
+// Raw C API: subinterpreters, their thread states and GIL hand-offs have no pybind11
+// counterpart (and pybind11's GIL helpers assume the main interpreter). run_in_interpreter is
+// a plain METH_O function, called once per InterpreterPool call.
 
 #ifndef OFFLOAD_BINDING_INTERPRETERS_H_
 #define OFFLOAD_BINDING_INTERPRETERS_H_
 
 #include <Python.h>
+#include <pybind11/pybind11.h>
 
 #include <string>
 
@@ -39,6 +44,9 @@ void stop_worker_interpreter();
 // main-interpreter bytes object, or null with an exception set. `payload` must be bytes. The
 // main GIL is held on entry and on return, and released while the subinterpreter runs.
 PyObject* run_in_worker_interpreter(PyObject* payload);
+
+// Adds run_in_interpreter and interpreters_supported to the module.
+void bind_interpreters(pybind11::module_& m);
 
 }  // namespace offload::py
 

@@ -376,4 +376,17 @@ absl::Status submit_concurrent_call(ThreadPool& pool, Ref cf_future, Call call,
       pool, std::make_unique<ConcurrentCall>(std::move(cf_future), std::move(call), std::move(broken)));
 }
 
+void bind_jobs(pybind11::module_& m) {
+  m.def("cancelled", [] {
+    const Job* job = current_job();
+    return job != nullptr && job->cancel_requested();
+  });
+  m.def("current_call", []() -> pybind11::object {
+    const Job* job = current_job();
+    PyObject* future = job != nullptr ? job->loop_future() : nullptr;
+    return future != nullptr ? pybind11::reinterpret_borrow<pybind11::object>(future)
+                             : pybind11::none();
+  });
+}
+
 }  // namespace offload::py

@@ -17,6 +17,8 @@
 #ifndef OFFLOAD_BINDING_JOBS_H_
 #define OFFLOAD_BINDING_JOBS_H_
 
+#include <pybind11/pybind11.h>
+
 #include <atomic>
 #include <cstddef>
 #include <memory>
@@ -41,6 +43,10 @@ class Job {
 
 // The job running on this thread, or null.
 const Job* current_job();
+
+// Adds cancelled() (offload.cancelled) and current_call() (the Call of the job running on
+// this thread, for offload.from_thread) to the module.
+void bind_jobs(pybind11::module_& m);
 
 // fn(*args, **kwargs) in a context; kwargs and context may be null.
 struct Call {

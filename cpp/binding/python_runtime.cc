@@ -7,6 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "package.h"
 
 namespace offload::py {
 namespace {
@@ -42,11 +43,8 @@ struct WorkerState {
 thread_local WorkerState worker;
 
 Names* interned = nullptr;
+PyObject* get_running_loop = nullptr;  // asyncio._get_running_loop: None, not an error
 unsigned long main_thread_ident = 0;
-
-// offload._threads.started / .stopping; never released (they live as long as the process).
-PyObject* thread_started = nullptr;
-PyObject* thread_stopping = nullptr;
 
 // Calls a thread hook with `args` (a tuple, or null for none), logging what it raises: a
 // worker must never stop over one.
@@ -140,7 +138,7 @@ bool WorkerGil::ensure() {
       Ref token = index ? Ref::steal(PyLong_FromUnsignedLongLong(worker.token)) : Ref();
       Ref args = token ? Ref::steal(PyTuple_Pack(3, name.get(), index.get(), token.get())) : Ref();
       if (args) {
-        call_thread_hook(thread_started, args.get());
+        call_thread_hook(package().thread_started, args.get());
       } else {
         PyErr_Clear();
       }
@@ -178,7 +176,7 @@ void WorkerGil::stop() {
     if (is_finalizing()) return;  // leak the thread state rather than touch a dying runtime
     PyEval_RestoreThread(worker.tstate);
   }
-  if (!worker.name.empty() && !is_finalizing()) call_thread_hook(thread_stopping, nullptr);
+  if (!worker.name.empty() && !is_finalizing()) call_thread_hook(package().thread_stopping, nullptr);
   worker.held = false;
   worker.tstate = nullptr;
   PyGILState_Release(worker.gilstate);  // deletes the thread state and releases the GIL
@@ -188,11 +186,6 @@ void WorkerGil::set_identity(std::string name, std::size_t index, std::uint64_t 
   worker.name = std::move(name);
   worker.index = index;
   worker.token = token;
-}
-
-void set_thread_hooks(PyObject* started, PyObject* stopping) {
-  Py_XSETREF(thread_started, new_ref(started));
-  Py_XSETREF(thread_stopping, new_ref(stopping));
 }
 
 void log_error(const char* message, PyObject* error) {
@@ -242,51 +235,6 @@ void restore_error(PyObject* error) {
   PyErr_Restore(new_ref(reinterpret_cast<PyObject*>(Py_TYPE(error))), new_ref(error),
                 PyException_GetTraceback(error));
 #endif
-}
-
-void set_stop_iteration(PyObject* value) {
-  if (value == Py_None) {
-    PyErr_SetNone(PyExc_StopIteration);
-    return;
-  }
-  // StopIteration(value), so that a tuple or an exception value is not taken for the args.
-  PyObject* stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-  if (stop != nullptr) {
-    PyErr_SetObject(PyExc_StopIteration, stop);
-    Py_DECREF(stop);
-  }
-}
-
-bool check_throw_args(Py_ssize_t nargs) {
-  if (nargs >= 1 && nargs <= 3) return true;
-  PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
-  return false;
-}
-
-void raise_thrown(PyObject* const* args, Py_ssize_t nargs) {
-  PyObject* type = args[0];
-  PyObject* value = nargs > 1 ? args[1] : Py_None;
-  PyObject* traceback = nargs > 2 ? args[2] : Py_None;
-  if (PyExceptionInstance_Check(type)) {
-    if (value != Py_None) {
-      PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
-      return;
-    }
-    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(type)), type);
-  } else if (PyExceptionClass_Check(type)) {
-    PyErr_SetObject(type, value == Py_None ? nullptr : value);
-  } else {
-    PyErr_Format(PyExc_TypeError,
-                 "exceptions must be classes or instances deriving from BaseException, not %s",
-                 Py_TYPE(type)->tp_name);
-    return;
-  }
-  if (traceback != Py_None && PyTraceBack_Check(traceback)) {
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    Py_XDECREF(tb);
-    PyErr_Restore(t, v, new_ref(traceback));
-  }
 }
 
 namespace {
@@ -420,8 +368,18 @@ bool on_main_thread() { return PyThread_get_thread_ident() == main_thread_ident;
 
 const Names& names() { return *interned; }
 
-void init_names() {
-  if (interned != nullptr) return;
+PyObject* running_loop() {
+  PyObject* loop = PyObject_CallNoArgs(get_running_loop);
+  if (loop == nullptr) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  Py_DECREF(loop);  // borrowed: a running loop outlives the frames that run on it
+  return loop == Py_None ? nullptr : loop;
+}
+
+bool init_runtime() {
+  if (interned != nullptr) return true;
   interned = new Names{
       PyUnicode_InternFromString("done"),
       PyUnicode_InternFromString("cancel"),
@@ -429,6 +387,10 @@ void init_names() {
       PyUnicode_InternFromString("set_exception"),
       PyUnicode_InternFromString("set_running_or_notify_cancel"),
   };
+  Ref asyncio = Ref::steal(PyImport_ImportModule("asyncio"));
+  if (!asyncio) return false;
+  get_running_loop = PyObject_GetAttrString(asyncio.get(), "_get_running_loop");
+  return get_running_loop != nullptr;
 }
 
 }  // namespace offload::py

@@ -109,15 +109,12 @@ class WorkerGil {
   // Who this worker is for the threading module, set before its first ensure(): its name
   // (the pool's thread name, uncut), its index in its pool, and its pool's token for
   // offload._threads (0: none). With a name, the worker is announced to offload._threads when
-  // it creates its thread state, and withdrawn in stop().
+  // it creates its thread state (the package's thread_started hook, package.h), and withdrawn
+  // in stop() (thread_stopping, before the thread state is deleted: before Python 3.13 that
+  // releases the lock the worker's threading.Thread is joined on, see offload/_threads.py).
   static void set_identity(std::string name, std::size_t index, std::uint64_t token);
 };
 
-// offload._threads' hooks, called by every worker with a name: started(name, index, token)
-// once it has a thread state, stopping() before it deletes it. GIL held. Deleting the thread state is part
-// of the protocol: before Python 3.13 it releases the lock that the worker's threading.Thread
-// is joined on (see offload/_threads.py).
-void set_thread_hooks(PyObject* started, PyObject* stopping);
 
 // Logs `error`, an exception instance, on logging.getLogger("offload") as `message`, with its
 // traceback; if logging fails too, that failure is reported as unraisable. GIL held.
@@ -151,39 +148,6 @@ Ref fetch_error();
 // Raises `error` (an exception instance) into the error indicator (GIL held).
 void restore_error(PyObject* error);
 
-// The coroutine protocol, for native awaitables (GIL held):
-// Sets StopIteration(value) as the error: how send() returns a coroutine's result.
-void set_stop_iteration(PyObject* value);
-// throw(exc) / throw(type[, value[, traceback]]) takes 1 to 3 arguments; TypeError otherwise.
-bool check_throw_args(Py_ssize_t nargs);
-// Sets the exception that throw(*args) raises, as a generator does when it is not running.
-void raise_thrown(PyObject* const* args, Py_ssize_t nargs);
-
-// Marks a native coroutine (any struct with a `bool running`) as running for one step, and
-// refuses a re-entrant step (a signal handler, a __del__ or another thread stepping it
-// meanwhile) with the error coroutines give, which could otherwise free what the step uses.
-template <class T>
-class RunningScope {
- public:
-  explicit RunningScope(T* self) : self_(self), entered_(!self->running) {
-    if (entered_) {
-      self->running = true;
-    } else {
-      PyErr_SetString(PyExc_ValueError, "coroutine already executing");
-    }
-  }
-  ~RunningScope() {
-    if (entered_) self_->running = false;
-  }
-  RunningScope(const RunningScope&) = delete;
-  RunningScope& operator=(const RunningScope&) = delete;
-  bool entered() const { return entered_; }
-
- private:
-  T* self_;
-  const bool entered_;
-};
-
 // Calls fn(*args, **kwargs) inside `context` (may be null) and captures the outcome. GIL held.
 Outcome call(PyObject* fn, PyObject* args, PyObject* kwargs, PyObject* context);
 // Calls fn(arg) inside `context` (may be null). GIL held.
@@ -196,6 +160,10 @@ void complete_loop_future(PyObject* future, const Outcome* outcome);
 
 // fut.done() for an asyncio or concurrent future; a failure counts as done. GIL held.
 bool future_done(PyObject* future);
+
+// The running event loop of this thread (borrowed; the running loop outlives the caller's
+// frame), or null when none runs. Never raises. GIL held.
+PyObject* running_loop();
 
 // The main thread's ident (threading.main_thread().ident), recorded at module import.
 void set_main_thread(unsigned long ident);
@@ -257,7 +225,10 @@ struct Names {
   PyObject* set_running_or_notify_cancel;
 };
 const Names& names();
-void init_names();
+
+// Interns the names and imports what the helpers above use (asyncio._get_running_loop); once,
+// at module import. False with an error set.
+bool init_runtime();
 
 }  // namespace offload::py
 

@@ -84,6 +84,23 @@ else:
 
     from . import from_thread
 
+    # The one hand-over of the package's objects to the native module (cpp/binding/package.h):
+    # what it raises, returns and calls back. Nothing else puts Python objects into _core.
+    from . import _channel, _core, _threads
+
+    _core.connect(
+        channel_closed=ChannelClosed,
+        would_block=WouldBlock,
+        channel_empty=_channel._EMPTY,
+        channel_recv=_channel._RECV,
+        recv_wait=_channel._recv_wait,
+        send_wait=_channel._send_wait,
+        anext_wait=_channel._anext_wait,
+        default_pool=default_pool,
+        thread_started=_threads._started,
+        thread_stopping=_threads._stopping,
+    )
+
 # Public objects present themselves as offload.X: in reprs, tracebacks, pickles and the docs.
 for _name in __all__:
     if _name == "from_thread":  # a module of its own

@@ -24,6 +24,7 @@ from typing import (
     Optional,
     Tuple,
     TypeVar,
+    cast,
 )
 
 from . import _core
@@ -88,7 +89,7 @@ def _check_capacity(capacity: Optional[int]) -> Optional[int]:
 
 
 def _closed(op: Optional["Operation"] = None) -> ChannelClosed:
-    error = ChannelClosed("offload: the channel is closed")
+    error = cast(ChannelClosed, _core.channel_closed_error())  # the one message, native
     error.op = op
     return error
 
@@ -205,7 +206,6 @@ async def _send_wait(core: Any, item: Any) -> None:
         raise _closed()
 
 
-_core.set_channel_types(ChannelClosed, WouldBlock, _EMPTY, _RECV, _recv_wait, _send_wait, _anext_wait)
 collections.abc.Coroutine.register(_core.ChannelAwaitable)
 
 

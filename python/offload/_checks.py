@@ -14,9 +14,12 @@ from . import _core
 MAX_WORKERS = 1 << 16
 
 
-def check_callable(fn: object) -> None:
-    if not callable(fn):
-        raise TypeError(f"offload: expected a callable, got {type(fn).__name__} object")
+# The native checks, so that the fast paths and the Python entry points give the same error for
+# the same value (cpp/binding/checks.h): TypeError naming the type of a non-callable; a timeout
+# as float seconds or None, anything with __float__ or __index__ but a bool, not NaN, within a
+# float (TypeError or ValueError otherwise).
+check_callable = _core.check_callable
+check_timeout = _core.check_timeout
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -53,22 +56,3 @@ def default_thread_workers() -> int:
 
 def check_window(window: int) -> int:
     return check_count(window, "window", sys.maxsize)
-
-
-def check_timeout(timeout: Optional[float]) -> Optional[float]:
-    """Seconds as a float, or None (no limit): what the native blocking calls accept too
-    (anything with ``__float__`` or ``__index__`` but a bool; not NaN; not beyond a float)."""
-    if timeout is None:
-        return None
-    kind = type(timeout)
-    if kind is bool or not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
-        raise TypeError(f"offload: timeout must be a number or None, got {kind.__name__}")
-    try:
-        seconds = float(timeout)
-    except OverflowError:
-        raise ValueError("offload: timeout is too large") from None
-    except Exception as error:  # a __float__ that raises: as the native calls report it
-        raise TypeError(f"offload: timeout must be a number or None, got {kind.__name__}") from error
-    if seconds != seconds:
-        raise ValueError("offload: timeout must not be NaN")
-    return seconds

@@ -565,7 +565,6 @@ else:
     # A native function, so that no Python frame stands between the caller and the pool. It
     # creates the default pool on first use through default_pool().
     run = _core.run_on_default
-    _core.set_default_pool_factory(default_pool)
 
 
 def cancelled() -> bool:

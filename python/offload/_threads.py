@@ -74,8 +74,6 @@ import threading
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _core
-
 if sys.version_info >= (3, 10):
     from threading import getprofile as _getprofile, gettrace as _gettrace
 else:
@@ -252,5 +250,3 @@ def _stopping() -> None:
         except Exception:
             _log.exception("offload: worker %s could not mark its thread finished", thread.name)
 
-
-_core.set_thread_hooks(_started, _stopping)
