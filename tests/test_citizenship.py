@@ -383,11 +383,12 @@ def test_coverage_measures_code_that_only_a_worker_runs(core: str, tmp_path: Pat
                               text=True, timeout=120, cwd=tmp_path, env=env)
         assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "coverage.json").read_text())
-    (measured,) = report["files"].values()
+    # The program's own file (offload's sources are measured too when they are not installed in
+    # site-packages, as under make sanitize, which stages them).
+    measured = report["files"]["program.py"]
     body = [i for i, line in enumerate(program.read_text().splitlines(), 1)
             if line.strip() in ("y = x * 2", "return y + 1")]
     assert body and set(body) <= set(measured["executed_lines"]), measured
-    assert measured["missing_lines"] == []
     assert measured["missing_lines"] == []
 
 
