@@ -80,7 +80,10 @@ else:
     from ._cpu import InterpreterPool, ProcessPool
     from ._dask import DaskFuture, DaskPool
     from ._executor import Executor
-    from ._pool import Future, Pool, PoolStats, cancelled, default_pool, run
+    from ._default_pool import cancelled, default_pool, run
+    from ._future import Future
+    from ._pool import Pool
+    from ._stats import PoolStats
 
     from . import from_thread
 
