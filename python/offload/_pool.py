@@ -282,8 +282,10 @@ class Pool(PoolBase):
     def __init__(self, workers: Optional[int] = None, *, name: str = "offload") -> None:
         count = default_thread_workers() if workers is None else check_count(workers, "workers")
         self._start(_core.Pool(count, check_name(name), on_demand=True))
-        # Bound as the instance's `run` too, which skips the Python frame of the method below.
-        self.run = self._run  # type: ignore[method-assign]
+        # Bound as the instance's `run` too, which skips the Python frame of the method below;
+        # not in a subclass that overrides `run`, whose own method must be the one called.
+        if type(self).run is Pool.run:
+            self.run = self._run  # type: ignore[method-assign]
 
     def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> Future[R]:
         """Schedules ``fn(*args, **kwargs)`` and returns its :class:`offload.Future`.
