@@ -30,9 +30,11 @@ __all__ = [
     "DaskPool",
     "Executor",
     "Future",
+    "FutureLike",
     "InterpreterPool",
     "Operation",
     "Pool",
+    "PoolLike",
     "PoolStats",
     "ProcessPool",
     "RemoteError",
@@ -77,6 +79,7 @@ else:
         select_blocking,
         select_nowait,
     )
+    from ._contract import FutureLike, PoolLike
     from ._cpu import InterpreterPool, ProcessPool
     from ._dask import DaskFuture, DaskPool
     from ._executor import Executor
