@@ -330,9 +330,9 @@ def _offload_measure(kind: str) -> Callable[[], int]:
         return lambda: count[0]
 
     def run_calls() -> int:
-        from offload import _pool
+        from offload import _default_pool
 
-        pool = _pool._default  # not created here: that would start threads mid-test
+        pool = _default_pool._default  # not created here: that would start threads mid-test
         return 0 if pool is None else pool.stats().submitted
 
     return run_calls

@@ -145,3 +145,43 @@ async def dask_pools() -> None:
             pass
     await dask.aclose(cancel_pending=True)
     assert_type(dask.stats(), offload.PoolStats)
+
+
+async def through_the_contract(pool: offload.PoolLike) -> None:
+    # PoolLike: what every pool offers, with the same types as on each pool.
+    assert_type(await pool.run(parse, "ff", base=16), int)
+    await pool.run(parse, 12)  # type: ignore[arg-type]
+    assert_type(await pool.map(greet, ["a"]), List[str])
+    assert_type(pool.imap(greet, ["a"], ordered=False, window=4), AsyncIterator[str])
+    fut = pool.submit(parse, "7")
+    assert_type(fut, offload.FutureLike[int])
+    assert_type(fut.result(timeout=1.0), int)
+    assert_type(await fut, int)
+    assert_type(fut.exception(), Optional[BaseException])
+    assert_type(fut.cancel(), bool)
+    assert_type(pool.stats(), offload.PoolStats)
+    assert_type(pool.closed, bool)
+    async with pool as entered:
+        assert_type(entered, offload.PoolLike)
+    pool.shutdown(wait=False, cancel_pending=True)
+    pool.workers  # type: ignore[attr-defined]  # not every pool has workers (DaskPool)
+    with pool:  # type: ignore[attr-defined]  # nor `with` (DaskPool closes on its loop)
+        pass
+
+
+async def every_pool_is_pool_like() -> None:
+    pools: List[offload.PoolLike] = [
+        offload.default_pool(),
+        offload.Pool(workers=2),
+        offload.InterpreterPool(workers=2),
+        offload.ProcessPool(workers=2),
+        offload.DaskPool(n_workers=1, processes=False),
+    ]
+    for pool in pools:
+        await through_the_contract(pool)
+    futures: List[offload.FutureLike[int]] = [
+        offload.Pool().submit(parse, "1"),
+        offload.DaskPool().submit(parse, "1"),
+    ]
+    assert_type(futures[0].result(), int)
+    executor: offload.PoolLike = offload.Executor()  # type: ignore[assignment]  # no run, imap, stats

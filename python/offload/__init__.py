@@ -30,9 +30,11 @@ __all__ = [
     "DaskPool",
     "Executor",
     "Future",
+    "FutureLike",
     "InterpreterPool",
     "Operation",
     "Pool",
+    "PoolLike",
     "PoolStats",
     "ProcessPool",
     "RemoteError",
@@ -77,10 +79,14 @@ else:
         select_blocking,
         select_nowait,
     )
+    from ._contract import FutureLike, PoolLike
     from ._cpu import InterpreterPool, ProcessPool
     from ._dask import DaskFuture, DaskPool
     from ._executor import Executor
-    from ._pool import Future, Pool, PoolStats, cancelled, default_pool, run
+    from ._default_pool import cancelled, default_pool, run
+    from ._future import Future
+    from ._pool import Pool
+    from ._stats import PoolStats
 
     from . import from_thread
 

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional,
 from . import _core, _worker
 from ._errors import RemoteError, RemoteTraceback, SendError, WorkerDied
 from ._checks import check_callable, check_count, check_name
-from ._pool import Future, _PoolBase
+from ._future import Future
+from ._pool import PoolBase
 
 if TYPE_CHECKING:
     from ._call import Call
@@ -136,7 +137,7 @@ def _decode(reply: bytes, fn: Any, where: str) -> Any:
     ) from RemoteTraceback(remote_tb)
 
 
-class _PickledPool(_PoolBase):
+class _PickledPool(PoolBase):
     """A pool whose calls are pickled to another interpreter or process."""
 
     _where = "worker"

@@ -62,7 +62,8 @@ from ._call import start_call as _start_call
 from ._checks import check_callable, check_window
 from ._cpu import _describe
 from ._errors import RemoteTraceback, SendError
-from ._pool import PoolStats, _imap_ordered, _imap_unordered
+from ._imap import default_window, windowed
+from ._stats import PoolStats
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -768,8 +769,8 @@ class DaskPool:
     async def _imap(self, fn: Callable[[T], R], items: Iterator[T], ordered: bool, window: Optional[int]) -> AsyncIterator[R]:
         self._loop_accepting_calls()  # again: it may have been shut down since imap() was called
         await self._ensure_started()
-        limit = window if window is not None else 4 * max(1, self._refresh_threads())
-        stream = (_imap_ordered if ordered else _imap_unordered)(self.run, fn, items, limit)
+        limit = window if window is not None else default_window(self._refresh_threads())
+        stream = windowed(self.run, fn, items, ordered=ordered, window=limit)
         inner = cast("AsyncGenerator[R, None]", stream)
         try:
             async for result in inner:

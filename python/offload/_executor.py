@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Dict, Optional, Tu
 
 from . import _core
 from ._checks import check_count, check_name, default_thread_workers
-from ._pool import _live_pools
+from ._lifecycle import live_pools
 from ._threads import WorkerThread, meet
 from ._threads import forget as _forget_meetings
 
@@ -119,7 +119,7 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
             log_initializer_errors=False,  # _logged_initializer logs it, as the standard library
         )
         self._claim_lock = threading.Lock()
-        _live_pools.add(self)
+        live_pools.add(self)
 
     def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "concurrent.futures.Future[R]":
         """Schedules ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.

@@ -1,47 +1,34 @@
-"""Pool, Future, run: offloading calls to native threads from asyncio and from threads."""
+"""PoolBase, what the native pools share, and Pool: offloading calls to native threads from
+asyncio and from threads."""
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import collections
-import collections.abc
-import itertools
-import os
 import threading
-import weakref
 from contextvars import copy_context
-from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
     AsyncIterator,
     Callable,
-    Generator,
-    Generic,
     Iterable,
-    Iterator,
     List,
     Optional,
-    Set,
     Tuple,
     Type,
     TypeVar,
 )
 
 from . import _core, _threads  # noqa: F401 (_threads names the workers for threading)
-from ._checks import (
-    check_callable,
-    check_count,
-    check_name,
-    check_timeout,
-    check_window,
-    default_thread_workers,
-)
-from ._call import AwaitedAsCoroutine, Call
+from ._checks import check_callable, check_count, check_name, check_window, default_thread_workers
+from ._call import Call
 from ._call import start_call as _start_call
 from ._core import Pool as _NativePool
 from ._core import notifier_for
+from ._future import Future
+from ._imap import default_window, windowed
+from ._lifecycle import live_pools
+from ._stats import PoolStats
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -52,141 +39,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
-S = TypeVar("S", bound="_PoolBase")
+S = TypeVar("S", bound="PoolBase")
 
 _get_running_loop = asyncio.get_running_loop
 
 
-@dataclass(frozen=True)
-class PoolStats:
-    """Counters of a pool, read at one moment.
-
-    ``workers`` is the most workers the pool runs at once, ``threads`` how many are started
-    now (a pool for blocking calls starts them as calls need them; while a worker waits for
-    calls of its own pool, one more may run). ``submitted`` counts calls accepted; each ends
-    as ``completed`` (returned), ``failed`` (raised) or ``cancelled`` (cancelled before it
-    started, or dropped by ``shutdown(cancel_pending=True)``). ``queued`` are waiting,
-    ``busy`` workers are running calls. A ``map`` counts one call per worker that took part,
-    not one per item.
-
-    >>> with offload.Pool(workers=1) as pool:
-    ...     print(pool.submit(pow, 2, 3).result())
-    ...     print(pool.submit(int, "x").exception())
-    8
-    invalid literal for int() with base 10: 'x'
-    >>> pool.stats()
-    PoolStats(workers=1, submitted=2, completed=1, failed=1, cancelled=0, queued=0, busy=0, threads=0)
-    """
-
-    workers: int
-    submitted: int
-    completed: int
-    failed: int
-    cancelled: int
-    queued: int
-    busy: int
-    threads: int
-
-
-class Future(AwaitedAsCoroutine, Generic[T]):
-    """The result of :meth:`Pool.submit`: thread-safe, and awaitable from any event loop.
-
-    It follows :class:`concurrent.futures.Future`: ``result(timeout)`` and
-    ``exception(timeout)`` wait (with the GIL released) and raise
-    :class:`concurrent.futures.TimeoutError` or :class:`concurrent.futures.CancelledError`;
-    ``cancel()`` cancels a call that has not started (and returns ``True``), or asks a running
-    one to stop — :func:`offload.cancelled` turns true inside it — and returns ``False``.
-
-    ``await fut`` works in any running loop, any number of times; cancelling the awaiting task
-    cancels the call if it has not started.
-
-    >>> with offload.Pool(workers=4) as pool:
-    ...     fut = pool.submit(pow, 2, 10)
-    ...     print(fut.result(timeout=5))             # from any thread
-    1024
-    >>> fut
-    <offload.Future state=finished returned int>
-    >>> async def main() -> int:
-    ...     fut = offload.default_pool().submit(sum, range(10))
-    ...     return await fut                          # from any loop
-    >>> asyncio.run(main())
-    45
-    """
-
-    __slots__ = ("_core", "__weakref__")
-
-    def __init__(self, core: _core.Future) -> None:
-        self._core = core
-        self._driver = None  # see AwaitedAsCoroutine
-
-    def result(self, timeout: Optional[float] = None) -> T:
-        """The call's return value; raises its exception. Waits up to ``timeout`` seconds
-        (``None``: no limit) with the GIL released.
-
-        Raises:
-            concurrent.futures.TimeoutError: the call did not finish in time.
-            concurrent.futures.CancelledError: the call was cancelled.
-        """
-        return self._core.result(check_timeout(timeout))  # type: ignore[no-any-return]
-
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds."""
-        return self._core.exception(check_timeout(timeout))
-
-    def done(self) -> bool:
-        """True once the call returned, raised or was cancelled."""
-        return self._core.done()
-
-    def running(self) -> bool:
-        """True while a worker runs the call."""
-        return self._core.running()
-
-    def cancelled(self) -> bool:
-        """True if the call was cancelled before it started."""
-        return self._core.cancelled()
-
-    def cancel(self) -> bool:
-        """Cancels the call if it has not started; returns whether the future is cancelled.
-
-        A running call cannot be interrupted: it is asked to stop (:func:`offload.cancelled`
-        turns true inside it) and ``cancel()`` returns ``False``.
-        """
-        return self._core.cancel()
-
-    def add_done_callback(self, fn: Callable[["Future[T]"], object]) -> None:
-        """Calls ``fn(future)`` once the future is done: at once if it is, else on the thread
-        that completes it (a worker, or the thread that cancels it). Exceptions raised by
-        ``fn`` are logged on the ``"offload"`` logger."""
-        self._core.add_done_callback(fn, self)
-
-    def __await__(self) -> Generator[Any, None, T]:
-        loop = _get_running_loop()
-        waiter = loop.create_future()
-        self._core.deliver_to(notifier_for(loop), waiter)
-        try:
-            result: T = yield from waiter
-            return result
-        except asyncio.CancelledError:
-            self._core.cancel()
-            raise
-
-    def __repr__(self) -> str:
-        state = self._core.state
-        if state == "finished":  # done, not cancelled: say how, as concurrent.futures does
-            error = self._core.exception(0)
-            if error is not None:
-                return f"<offload.Future state=finished raised {type(error).__name__}>"
-            return f"<offload.Future state=finished returned {type(self._core.result(0)).__name__}>"
-        return f"<offload.Future state={state}>"
-
-
-collections.abc.Coroutine.register(Future)
-
-
-class _PoolBase:
-    """What every offload pool shares: a native pool of worker threads (``_core.Pool``) behind
-    ``map``/``imap``, ``shutdown``, ``stats`` and the context managers. Subclasses define how
-    a call reaches a worker: ``run``, ``submit`` and ``_map_calls``."""
+class PoolBase:
+    """What the native pools (Pool, InterpreterPool, ProcessPool) share: a native pool of worker
+    threads (``_core.Pool``) behind ``map``/``imap``, ``shutdown``, ``stats`` and the context
+    managers. Subclasses define how a call reaches a worker: ``run``, ``submit`` and
+    ``_map_calls``. (DaskPool has no native pool: it meets the same contract, ``PoolLike``,
+    on its own.)"""
 
     _core: _NativePool
     _run: Callable[..., "Call[Any]"]
@@ -195,7 +58,7 @@ class _PoolBase:
         self._core = core
         # The native fast path of run(): a raw vectorcall function bound to the native pool.
         self._run = core.runner(run_name or f"offload.{type(self).__name__}.run")
-        _live_pools.add(self)
+        live_pools.add(self)
 
     @property
     def workers(self) -> int:
@@ -289,11 +152,8 @@ class _PoolBase:
             ValueError: ``window`` is less than 1.
         """
         check_callable(fn)
-        limit = 4 * self.workers if window is None else check_window(window)
-        iterator = iter(iterable)
-        if ordered:
-            return _imap_ordered(self.run, fn, iterator, limit)
-        return _imap_unordered(self.run, fn, iterator, limit)
+        limit = default_window(self.workers) if window is None else check_window(window)
+        return windowed(self.run, fn, iter(iterable), ordered=ordered, window=limit)
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stops accepting calls, as :meth:`concurrent.futures.Executor.shutdown` does.
@@ -382,7 +242,7 @@ class _PoolBase:
         )
 
 
-class Pool(_PoolBase):
+class Pool(PoolBase):
     """A pool of native worker threads that run Python callables.
 
     ``workers`` is the most worker threads it runs at once; it defaults to the standard
@@ -422,8 +282,10 @@ class Pool(_PoolBase):
     def __init__(self, workers: Optional[int] = None, *, name: str = "offload") -> None:
         count = default_thread_workers() if workers is None else check_count(workers, "workers")
         self._start(_core.Pool(count, check_name(name), on_demand=True))
-        # Bound as the instance's `run` too, which skips the Python frame of the method below.
-        self.run = self._run  # type: ignore[method-assign]
+        # Bound as the instance's `run` too, which skips the Python frame of the method below;
+        # not in a subclass that overrides `run`, whose own method must be the one called.
+        if type(self).run is Pool.run:
+            self.run = self._run  # type: ignore[method-assign]
 
     def submit(self, fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> Future[R]:
         """Schedules ``fn(*args, **kwargs)`` and returns its :class:`offload.Future`.
@@ -458,186 +320,6 @@ class Pool(_PoolBase):
         return fn, items, copy_context()
 
 
-async def _imap_ordered(
-    run: Callable[..., "asyncio.Future[R]"], fn: Callable[[T], R], items: Iterator[T], window: int
-) -> AsyncIterator[R]:
-    pending: "collections.deque[asyncio.Future[R]]" = collections.deque()
-    try:
-        while True:
-            for item in itertools.islice(items, window - len(pending)):
-                pending.append(run(fn, item))
-            if not pending:
-                return
-            yield await pending.popleft()
-    finally:
-        _abandon(pending)
-
-
-async def _imap_unordered(
-    run: Callable[..., "asyncio.Future[R]"], fn: Callable[[T], R], items: Iterator[T], window: int
-) -> AsyncIterator[R]:
-    # Not asyncio.wait: it refuses calls, which are coroutines too (see offload.Call).
-    loop = _get_running_loop()
-    pending: "Set[asyncio.Future[R]]" = set()
-    done: "collections.deque[asyncio.Future[R]]" = collections.deque()
-    wakeup: "Optional[asyncio.Future[None]]" = None
-
-    def finished(call: "asyncio.Future[R]") -> None:
-        if call in pending:
-            pending.discard(call)
-            done.append(call)
-            if wakeup is not None and not wakeup.done():
-                wakeup.set_result(None)
-
-    try:
-        while True:
-            for item in itertools.islice(items, window - len(pending) - len(done)):
-                call = run(fn, item)
-                pending.add(call)
-                call.add_done_callback(finished)
-            if done:
-                yield done.popleft().result()
-            elif pending:
-                wakeup = loop.create_future()
-                await wakeup
-            else:
-                return
-    finally:
-        _abandon(done)
-        _abandon(list(pending))
-        pending.clear()
-
-
-def _abandon(futures: "Iterable[asyncio.Future[Any]]") -> None:
-    """The results an imap left early will not deliver: calls not started are cancelled, and
-    the exceptions of calls that failed meanwhile are marked as seen, as asyncio.gather does
-    for its children, so asyncio does not log them as never retrieved."""
-    for future in futures:
-        if not future.cancel() and not future.cancelled():
-            future.exception()
-
-
 def _set_result_unless_done(future: "asyncio.Future[Any]", value: Any) -> None:
     if not future.done():
         future.set_result(value)
-
-
-# --------------------------------------------------------------------------------------------
-# The default pool and the module-level functions.
-
-_default: Optional[Pool] = None
-_default_lock = threading.Lock()
-
-
-def default_pool() -> Pool:
-    """The process-wide pool used by :func:`offload.run`, created on first use: a
-    :class:`Pool` with the default size, ``min(32, cpus + 4)`` workers, started as calls need
-    them.
-
-    >>> pool = offload.default_pool()
-    >>> pool is offload.default_pool(), pool.name
-    (True, 'offload')
-    """
-    global _default
-    pool = _default
-    if pool is not None:
-        return pool
-    # Made outside the lock: making it may run a collection whose __del__ calls offload.run,
-    # which comes back here (no lock of ours is held while code we do not own runs).
-    candidate = Pool(name="offload")
-    # A LazyCall of offload.run calls itself so in the never-awaited warning.
-    candidate._run = candidate.run = candidate._core.runner("offload.run")  # type: ignore[method-assign]
-    with _default_lock:  # held for one assignment
-        if _default is None:
-            _default = candidate
-        pool = _default
-    if pool is not candidate:  # another thread, or a __del__, made one first
-        candidate.shutdown(wait=False)
-    return pool
-
-
-if TYPE_CHECKING:
-
-    def run(fn: "Callable[P, R]", /, *args: "P.args", **kwargs: "P.kwargs") -> "Call[R]":
-        """Runs ``fn(*args, **kwargs)`` on the default pool (see the native docstring)."""
-
-else:
-    # A native function, so that no Python frame stands between the caller and the pool. It
-    # creates the default pool on first use through default_pool().
-    run = _core.run_on_default
-
-
-def cancelled() -> bool:
-    """True inside an offloaded call whose cancellation was requested.
-
-    A running call cannot be interrupted; a long one can poll this and stop early. It is
-    false outside offloaded calls.
-
-    >>> import threading
-    >>> started, chunk_done = threading.Event(), threading.Event()
-    >>> def crunch(chunks: int) -> str:
-    ...     for i in range(chunks):
-    ...         if offload.cancelled():
-    ...             return f"stopped after {i} chunks"
-    ...         started.set()
-    ...         chunk_done.wait()               # stands for a chunk of work
-    ...     return "finished"
-    >>> with offload.Pool(workers=1) as pool:
-    ...     fut = pool.submit(crunch, 1000)
-    ...     _ = started.wait(10)
-    ...     print(fut.cancel())                 # running: it is asked to stop, not stopped
-    ...     chunk_done.set()
-    ...     print(fut.result())
-    False
-    stopped after 1 chunks
-    >>> offload.cancelled()
-    False
-    """
-    return bool(_core.cancelled())
-
-
-# --------------------------------------------------------------------------------------------
-# Life cycle: stop every pool before the interpreter finalizes; restart lazily after fork.
-
-# Every Pool and Executor alive: shut down at exit, restarted after fork.
-_live_pools: "weakref.WeakSet[Any]" = weakref.WeakSet()
-
-
-def _shutdown_all() -> None:
-    """At exit: let queued calls finish and join every worker, as ThreadPoolExecutor does,
-    those of pools already collected too. No worker may touch Python once finalization
-    starts. Ctrl-C while it waits stops every pool instead (queued calls are cancelled,
-    worker processes ended) and the interpreter exits; a worker still in a call then ends
-    when it next needs the GIL, as CPython ends daemon threads."""
-    pools = list(_live_pools)
-    try:
-        for pool in pools:
-            pool.shutdown(wait=True)
-        _core.join_retired_pools()
-    except KeyboardInterrupt:
-        for pool in pools:
-            try:
-                pool._interrupt()
-            except Exception:  # noqa: BLE001 - stopping the others matters more
-                pass
-        raise
-
-
-def _before_fork() -> None:
-    for pool in list(_live_pools):
-        pool._before_fork()
-
-
-def _after_fork_in_child() -> None:
-    _core.reset_after_fork()
-    _threads.after_fork_in_child()
-    _core.forget_loops_after_fork()
-    for pool in list(_live_pools):
-        pool._after_fork_in_child()
-    global _default_lock
-    _default_lock = threading.Lock()
-
-
-atexit.register(_shutdown_all)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
