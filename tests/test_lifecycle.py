@@ -277,11 +277,17 @@ def test_ctrl_c_reaches_blocking_waits_in_a_child_forked_from_another_thread() -
     assert result.stdout.strip() == "0"
 
 
-@pytest.mark.parametrize("where", ["with", "exit"])
+@pytest.mark.parametrize("where", ["with", "exit", "exit-executor"])
 def test_ctrl_c_stops_a_pool_without_waiting_for_its_queue(where: str) -> None:
-    # Leaving `with Pool()` by Ctrl-C, or Ctrl-C while the exit hook joins: queued calls are
-    # cancelled, and a second Ctrl-C ends the wait for the call still running.
+    # Leaving `with Pool()` by Ctrl-C, or Ctrl-C while the exit hook joins (a Pool, or an
+    # Executor): queued calls are cancelled, and a second Ctrl-C ends the wait for the call
+    # still running.
     code = """
+        import atexit
+        # Registered before offload's exit hook, so it runs after it, even when that hook ends
+        # with KeyboardInterrupt.
+        atexit.register(lambda: print("queued cancelled:", all(f.cancelled() for f in queued),
+                                      flush=True))
         import os, signal, sys, threading, time, offload
         started, inside = threading.Event(), threading.Event()
         def long():
@@ -298,7 +304,7 @@ def test_ctrl_c_stops_a_pool_without_waiting_for_its_queue(where: str) -> None:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.3)
             os.kill(os.getpid(), signal.SIGINT)
-        pool = offload.Pool(1)
+        pool = offload.Executor(1) if WHERE == "exit-executor" else offload.Pool(1)
         fut = pool.submit(long)
         queued = [pool.submit(print, "queued ran") for _ in range(3)]
         started.wait(10)
@@ -326,6 +332,6 @@ def test_ctrl_c_stops_a_pool_without_waiting_for_its_queue(where: str) -> None:
     elapsed = __import__("time").monotonic() - t0
     assert "queued ran" not in result.stdout
     assert elapsed < 15, (elapsed, result.stdout, result.stderr)
+    assert "queued cancelled: True" in result.stdout, (result.stdout, result.stderr)
     if where == "with":
         assert result.returncode == 0, result.stderr
-        assert "queued cancelled: True" in result.stdout

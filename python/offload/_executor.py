@@ -183,6 +183,12 @@ class Executor(concurrent.futures.ThreadPoolExecutor):
     def _broken(self, value: bool) -> None:
         pass  # ThreadPoolExecutor.__init__ clears it; only the native pool breaks it
 
+    def _interrupt(self) -> None:
+        """Ctrl-C while the exit hook joins (offload._lifecycle): stops intake and cancels the
+        calls not started, without waiting; a call still running ends when its worker next
+        needs the GIL, as CPython ends daemon threads."""
+        self.shutdown(wait=False, cancel_futures=True)
+
     def _before_fork(self) -> None:
         pass
 
