@@ -227,10 +227,11 @@ def test_a_destructor_run_by_detaching_may_call_offload(loop_kind: str) -> None:
         import asyncio, faulthandler, threading, offload, uvloop
         faulthandler.dump_traceback_later(30, exit=True)
         new = uvloop.new_event_loop if {loop_kind!r} == "uvloop" else asyncio.new_event_loop
+        cleaned = threading.Event()
         class Cleanup:
             def __del__(self):
                 # A fire-and-forget cleanup (no loop runs here: submit, not run).
-                offload.default_pool().submit(print, "cleanup ran", flush=True)
+                offload.default_pool().submit(cleaned.set)
         entered, gate = threading.Event(), threading.Event()
         def make():
             entered.set(); gate.wait(10)
@@ -244,14 +245,14 @@ def test_a_destructor_run_by_detaching_may_call_offload(loop_kind: str) -> None:
         notifier = offload._core.registered_notifier(loop)
         while notifier.stats()["added"] == 0:
             pass                        # until the result is queued for the (stopped) loop
-        loop.close()                    # releases it: __del__ runs offload.run
+        loop.close()                    # releases it: __del__ submits to offload
         async def again():
             return await offload.run(pow, 2, 5)
-        print("again", asyncio.run(again()), flush=True)
+        print("again", asyncio.run(again()), "cleanup ran", cleaned.wait(10), flush=True)
         """
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(result.stdout.split("\n")) == ["", "again 32", "cleanup ran"]
+    assert result.stdout.split() == ["again", "32", "cleanup", "ran", "True"]
 
 
 def test_loops_dropped_without_close_never_break_a_later_attach() -> None:
