@@ -84,10 +84,10 @@ test-interpreters: build
 test: test-cpp test-python test-interpreters
 
 ## `make test`, then the whole Python suite on every other CPython 3.9-3.13 found (python3.X on
-## PATH, or pyenv's), each in its own venv under .venvs/ (tests/all_pythons.sh says how).
+## PATH, or pyenv's), each in its own venv under .venvs/ (tools/all_pythons.sh says how).
 PY_VERSION = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 test-all: test
-	tests/all_pythons.sh $(filter-out $(PY_VERSION),3.9 3.10 3.11 3.12 3.13)
+	tools/all_pythons.sh $(filter-out $(PY_VERSION),3.9 3.10 3.11 3.12 3.13)
 
 ## Static checks: clang's thread-safety analysis of every ABSL_GUARDED_BY / *_LOCKS_REQUIRED
 ## in the core, its tests and the binding (warnings are errors), and mypy --strict on the package,
@@ -104,19 +104,19 @@ lint: build
 	$(PY) -m mypy --strict python/offload tests/typed_usage.py examples
 
 ## A manylinux wheel of offload with abseil bundled (auditwheel), in dist/; test-wheel installs
-## it alone in a fresh venv and smoke-tests it with the system abseil hidden (tests/wheel/).
+## it alone in a fresh venv and smoke-tests it with the system abseil hidden (tools/wheel/).
 ## WHEEL_PYTHON picks the Python; `make wheels` builds and checks one per pyenv Python >= 3.9.
 WHEEL_PYTHON ?= $(PY)
 
 wheel: deps $(PY)
-	tests/wheel/build.sh $(WHEEL_PYTHON)
+	tools/wheel/build.sh $(WHEEL_PYTHON)
 
 test-wheel: wheel
-	tests/wheel/check.sh $(WHEEL_PYTHON)
+	tools/wheel/check.sh $(WHEEL_PYTHON)
 
 wheels: deps
 	@for p in $(PYENV_PYTHONS); do $$p -c 'import sys; sys.exit(sys.version_info < (3, 9))' || continue; \
-	  tests/wheel/build.sh $$p && tests/wheel/check.sh $$p || exit 1; done
+	  tools/wheel/build.sh $$p && tools/wheel/check.sh $$p || exit 1; done
 
 ## The documentation site in build/docs/html (Sphinx with furo and MyST, see docs/conf.py),
 ## warnings as errors; then Sphinx's doctest builder runs every example on it, docstrings too.
@@ -131,7 +131,7 @@ docs: build
 
 ## Sanitizers: the C++ tests and the whole pytest suite under ThreadSanitizer, then under
 ## AddressSanitizer + UndefinedBehaviorSanitizer, on $(PYTHON) and (when found) on the Python
-## with own-GIL subinterpreters. Any report fails the run (tests/sanitize/run.sh says how).
+## with own-GIL subinterpreters. Any report fails the run (tools/sanitize/run.sh says how).
 SANITIZE_PYTHONS = $(abspath $(PY)) $(if $(INTERP_PYTHON),$(abspath $(IPY)))
 
 sanitize: sanitize-thread sanitize-address
@@ -140,7 +140,7 @@ sanitize-thread sanitize-address: build
 	@if ! $(PY) -c '$(AT_LEAST_3124)' && [ -n "$(INTERP_PYTHON)" ]; then \
 	  $(MAKE) --no-print-directory $(INTERP_VENV)/.installed; fi
 	@if $(PY) -c '$(AT_LEAST_3124)'; then pythons=$(abspath $(PY)); else pythons="$(SANITIZE_PYTHONS)"; fi; \
-	VENV_BIN=$(abspath $(VENV))/bin JOBS=$(JOBS) tests/sanitize/run.sh $(@:sanitize-%=%) $$pythons
+	VENV_BIN=$(abspath $(VENV))/bin JOBS=$(JOBS) tools/sanitize/run.sh $(@:sanitize-%=%) $$pythons
 
 ## Benchmarks: every scenario against its alternatives in the same run, rendered with PNG plots
 ## into docs/benchmarks.md (benchmarks/report.py). pytest-benchmark JSONs: build/bench.json

@@ -62,7 +62,7 @@ except ImportError:  # pragma: no cover - uvloop is in the test extras
 
 SECONDS = float(os.environ.get("OFFLOAD_SOAK_SECONDS", "6"))
 SEED = int(os.environ.get("OFFLOAD_SOAK_SEED", "20261123"))
-# Set by `make sanitize` (tests/sanitize/run.sh): the runtime's allocator keeps freed memory in
+# Set by `make sanitize` (tools/sanitize/run.sh): the runtime's allocator keeps freed memory in
 # quarantine and its shadow memory grows with use, so memory cannot be judged there; every
 # count is still checked, with more time per party (everything runs 5-15 times slower).
 SANITIZER = os.environ.get("OFFLOAD_SANITIZER", "")
