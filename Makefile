@@ -28,7 +28,7 @@ IPY      := $(INTERP_VENV)/bin/python
 PY_HAS_SUBINTERP = $(shell $(PY) -c '$(AT_LEAST_3124)' 2>/dev/null && echo yes)
 SUBINTERP_PY = $(eval SUBINTERP_PY := $(if $(PY_HAS_SUBINTERP),$(PY),$(if $(INTERP_PYTHON),$(IPY))))$(SUBINTERP_PY)
 
-.PHONY: all demo docs wheel wheels test-wheel test test-all test-cpp test-python test-interpreters \
+.PHONY: all demo docs wheel wheels test-wheel test test-all test-cpp test-python test-slow test-interpreters \
   build build-cpp interp-venv bench bench-cpp lint sanitize sanitize-thread sanitize-address deps clean distclean
 
 all: build
@@ -67,8 +67,17 @@ build-cpp: build
 test-cpp: build-cpp
 	$(VENV)/bin/ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
+## The Python tests in two steps: all but the long soak and stress runs (marked `slow`), then
+## those alone, bounded: past SLOW_TIMEOUT seconds pytest gets SIGINT (it prints where it was
+## and fails the step), and SIGKILL a minute later, so that a hang cannot stall CI.
+SLOW_TIMEOUT ?= 600
+
 test-python: build
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -m "not slow"
+
+test-slow: build
+	timeout --foreground --signal=INT --kill-after=60 $(SLOW_TIMEOUT) $(PY) -m pytest tests -q -m slow || \
+	  { status=$$?; [ $$status != 124 ] || echo "test-slow: stopped after SLOW_TIMEOUT=$(SLOW_TIMEOUT) s"; exit $$status; }
 
 ## The CPU-pool tests again on $(SUBINTERP_PY) when it is not $(PY), and CPython's own executor
 ## tests (tests/test_stdlib_suites.py), which 3.11 and 3.12 builds lack.
@@ -79,7 +88,7 @@ test-interpreters: interp-venv
 	*) $(IPY) -m pytest $(wildcard tests/test_cpu_*.py) tests/test_stdlib_suites.py -q ;; \
 	esac
 
-test: test-cpp test-python test-interpreters
+test: test-cpp test-python test-slow test-interpreters
 
 ## `make test`, then the whole Python suite on every other CPython 3.9-3.13 found (python3.X on
 ## PATH, or pyenv's), each in its own venv under .venvs/ (tools/all_pythons.sh says how).

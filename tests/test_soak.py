@@ -55,6 +55,13 @@ from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Set
 
 import offload
 
+if __name__ != "__main__":
+    # Under pytest: the soak is a long run (`make test-slow`). Its own process, this file run as
+    # a script, does not import pytest: the soak's memory starts from the same imports as ever.
+    import pytest
+
+    pytestmark = pytest.mark.slow
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is in the test extras
