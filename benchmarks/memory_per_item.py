@@ -40,20 +40,13 @@ alternative) and ``skipped`` (the cases whose library is not installed).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
-import importlib.util
-import json
-import os
-import platform
+import functools
 import queue
-import subprocess
-import sys
-import tracemalloc
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from memory_per_task import Meter, mib
+from memory_harness import Case, MemoryBenchmark, Meter, Row
 
 # A case makes a fresh queue and returns (put, get, size): put(item) and get() never wait,
 # size() is the number of items buffered.
@@ -116,28 +109,12 @@ def aiologic_queue() -> Sides:
             lambda: q.green_get(blocking=False), q.__len__)
 
 
-# case: (maker, label, the module it needs)
-CASES: Dict[str, Tuple[Callable[[], Sides], str, str]] = {
-    "offload": (offload_channel, "`offload.Channel(None)`", "offload"),
-    "deque": (bare_deque, "`collections.deque` (the floor: nothing waits)", "collections"),
-    "asyncio": (asyncio_queue, "`asyncio.Queue()`", "asyncio"),
-    "queue": (queue_queue, "`queue.Queue()`", "queue"),
-    "simplequeue": (simple_queue, "`queue.SimpleQueue()`", "queue"),
-    "janus": (janus_queue, "janus `Queue()`", "janus"),
-    "culsans": (culsans_queue, "culsans `Queue()`", "culsans"),
-    "aiologic_simple": (aiologic_simple_queue, "aiologic `SimpleQueue()`", "aiologic"),
-    "aiologic": (aiologic_queue, "aiologic `Queue()`", "aiologic"),
-}
-# The floor is not an alternative: the best alternative is the leanest of the others.
-FLOOR = "deque"
-
-
-def measure(case: str, n: int, meter: Meter) -> None:
-    """Buffers n items in a fresh queue of `case`, measures, drains and checks them."""
+def measure(make: Callable[[], Sides], n: int, meter: Meter) -> None:
+    """Buffers n items in a fresh queue from `make`, measures, drains and checks them."""
 
     async def main() -> None:
         items = list(range(n))  # made before the measurement: the queue holds references only
-        put, get, size = CASES[case][0]()
+        put, get, size = make()
         meter.before()
         for item in items:
             put(item)
@@ -160,89 +137,39 @@ def measure(case: str, n: int, meter: Meter) -> None:
     asyncio.run(main())
 
 
-def child(case: str, n: int, traced: bool) -> None:
-    if traced:
-        tracemalloc.start()
-    meter = Meter(traced, unit="item")
-    measure(case, n, meter)
-    if meter.out.get("results") != n:
-        raise AssertionError(f"{case}: {meter.out.get('results')} items, expected {n}")
-    print(json.dumps(meter.out), flush=True)
+def case(make: Callable[[], Sides], label: str, needs: str) -> Case:
+    return Case(functools.partial(measure, make), label, needs)
 
 
-def run_child(case: str, n: int, traced: bool) -> Dict[str, float]:
-    argv = [sys.executable, os.path.abspath(__file__), "--child", case, "--items", str(n)]
-    if traced:
-        argv.append("--traced")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{case} (traced={traced}) failed:\n{proc.stdout}\n{proc.stderr}")
-    out: Dict[str, float] = json.loads(proc.stdout.splitlines()[-1])
-    return out
+CASES = {
+    "offload": case(offload_channel, "`offload.Channel(None)`", "offload"),
+    "deque": case(bare_deque, "`collections.deque` (the floor: nothing waits)", "collections"),
+    "asyncio": case(asyncio_queue, "`asyncio.Queue()`", "asyncio"),
+    "queue": case(queue_queue, "`queue.Queue()`", "queue"),
+    "simplequeue": case(simple_queue, "`queue.SimpleQueue()`", "queue"),
+    "janus": case(janus_queue, "janus `Queue()`", "janus"),
+    "culsans": case(culsans_queue, "culsans `Queue()`", "culsans"),
+    "aiologic_simple": case(aiologic_simple_queue, "aiologic `SimpleQueue()`", "aiologic"),
+    "aiologic": case(aiologic_queue, "aiologic `Queue()`", "aiologic"),
+}
+# The floor is not an alternative: the best alternative is the leanest of the others.
+FLOOR = "deque"
 
 
-def table(rows: Dict[str, Dict[str, float]]) -> str:
+def best_alternative(rows: Dict[str, Row]) -> Optional[float]:
     alternatives = [r["rss_per_item"] for case, r in rows.items() if case not in ("offload", FLOOR)]
-    best = min(alternatives) if alternatives else None
-    lines = [
-        "| case | items | bytes/buffered item (RSS) | bytes/item (tracemalloc) | RSS vs best alternative "
-        "| time to put | time to drain | peak RSS | RSS after drain, queue alive (vs before) "
-        "| after malloc_trim |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for case, r in rows.items():
-        ratio = f"{r['rss_per_item'] / best:.2f}x" if best and best > 0 else "n/a"
-        after = f"{mib(r['rss_after_drain'])} ({(r['rss_after_drain'] - r['rss_start']) / 2**20:+,.0f})"
-        trimmed = f"{mib(r['rss_after_trim'])} ({(r['rss_after_trim'] - r['rss_start']) / 2**20:+,.0f})"
-        lines.append(
-            f"| {CASES[case][1]} | {int(r['results']):,} | {r['rss_per_item']:,.1f} "
-            f"| {r.get('traced_per_item', float('nan')):,.1f} | {ratio} | {r['submit_s']:.2f} s "
-            f"| {r['drain_s']:.2f} s | {mib(r['rss_peak'])} | {after} | {trimmed} |"
-        )
-    return "\n".join(lines)
+    return min(alternatives) if alternatives else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    parser.add_argument(
-        "--cases", default=",".join(CASES), help="comma-separated, among: " + ", ".join(CASES)
-    )
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(args.child, args.items, args.traced)
-        return
+def extra_json(skipped: List[str]) -> Dict[str, Any]:
+    return {"floor": FLOOR, "skipped": skipped}
 
-    cases = [c for c in args.cases.split(",") if c]
-    unknown = set(cases) - set(CASES)
-    if unknown:
-        parser.error(f"unknown cases: {sorted(unknown)}")
-    rows: Dict[str, Dict[str, float]] = {}
-    skipped = []
-    for case in cases:
-        module = CASES[case][2]
-        if importlib.util.find_spec(module) is None:
-            print(f"{case}: SKIPPED, {module} is not installed", file=sys.stderr, flush=True)
-            skipped.append(case)
-            continue
-        print(f"{case}: {args.items:,} items ...", file=sys.stderr, flush=True)
-        row = run_child(case, args.items, traced=False)
-        row["traced_per_item"] = run_child(case, args.items, traced=True)["traced_per_item"]
-        rows[case] = row
-    import offload
 
-    print(f"Memory per buffered item: {args.items:,} items in an unbounded queue "
-          f"(Python {platform.python_version()}, offload {offload.__version__}, {os.cpu_count()} CPUs)\n")
-    print(table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"items": args.items, "python": platform.python_version(), "cases": rows,
-                       "labels": {case: CASES[case][1] for case in rows}, "floor": FLOOR,
-                       "skipped": skipped}, f, indent=2)
-
+BENCHMARK = MemoryBenchmark(
+    __file__, "item", held="buffered", what="items in an unbounded queue", cases=CASES,
+    ratio_base=best_alternative, ratio_title="RSS vs best alternative",
+    put="put", drained="RSS after drain, queue alive", digits=1, json_extra=extra_json,
+)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main(__doc__)

@@ -39,46 +39,12 @@ work, as in a real program.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
-import ctypes
-import gc
-import json
-import os
-import subprocess
-import sys
 import threading
-import time
-import tracemalloc
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-BASELINE = "tpe_submit"
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE
-
-
-def peak_rss() -> int:
-    """VmHWM: the highest RSS this process reached."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return -1
-
-
-def malloc_trim() -> bool:
-    """Asks glibc's malloc to give the memory it keeps for reuse back to the system."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return False
-    trim(0)
-    return True
+from memory_harness import Case, MemoryBenchmark, Meter, Row
 
 
 def identity(x: int) -> int:
@@ -96,45 +62,6 @@ class Blocked:
         self.started.set()
         if not self.release.wait(600):
             raise RuntimeError("never released")
-
-
-class Meter:
-    """Memory and time around the queueing and the drain of N calls (or, with unit="item", of
-    N items buffered in a queue: memory_per_item.py)."""
-
-    def __init__(self, traced: bool, unit: str = "task") -> None:
-        self.traced = traced
-        self.unit = unit
-        self.out: Dict[str, float] = {}
-
-    def before(self) -> None:
-        gc.collect()
-        self.rss0 = rss()
-        self.traced0 = tracemalloc.get_traced_memory()[0] if self.traced else 0
-        self.t0 = time.perf_counter()
-
-    def pending(self, n: int) -> None:
-        self.out["submit_s"] = time.perf_counter() - self.t0
-        self.out[f"rss_per_{self.unit}"] = (rss() - self.rss0) / n
-        if self.traced:
-            self.out[f"traced_per_{self.unit}"] = (tracemalloc.get_traced_memory()[0] - self.traced0) / n
-
-    def released(self) -> None:
-        self.t1 = time.perf_counter()
-
-    def drained(self) -> None:
-        self.out["drain_s"] = time.perf_counter() - self.t1
-
-    def after(self, results: int, expected_sum: int, total: int) -> None:
-        if total != expected_sum:
-            raise AssertionError(f"results sum to {total}, expected {expected_sum}")
-        self.out["results"] = results
-        gc.collect()
-        self.out["rss_after_drain"] = rss()
-        self.out["rss_peak"] = peak_rss()
-        self.out["rss_start"] = self.rss0
-        # What is left once malloc returns what it keeps for reuse: nothing should remain.
-        self.out["rss_after_trim"] = rss() if malloc_trim() else float("nan")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,104 +182,25 @@ def case_to_thread(n: int, meter: Meter) -> None:
     )
 
 
-CASES: Dict[str, Callable[[int, Meter], None]] = {
-    "offload_submit": case_offload_submit,
-    "offload_run": case_offload_run,
-    "offload_run_task": case_offload_run_task,
-    "offload_executor": case_offload_executor,
-    "tpe_submit": case_tpe_submit,
-    "to_thread": case_to_thread,
+CASES = {
+    "offload_submit": Case(case_offload_submit, "offload `Pool.submit`"),
+    "offload_run": Case(case_offload_run, "offload `Pool.run` (loop future)"),
+    "offload_run_task": Case(case_offload_run_task, "offload `Pool.run` in a Task"),
+    "offload_executor": Case(case_offload_executor, "offload `Executor.submit`"),
+    "tpe_submit": Case(case_tpe_submit, "`ThreadPoolExecutor.submit`"),
+    "to_thread": Case(case_to_thread, "`asyncio.to_thread` (Task)"),
 }
-LABELS = {
-    "offload_submit": "offload `Pool.submit`",
-    "offload_run": "offload `Pool.run` (loop future)",
-    "offload_run_task": "offload `Pool.run` in a Task",
-    "offload_executor": "offload `Executor.submit`",
-    "tpe_submit": "`ThreadPoolExecutor.submit`",
-    "to_thread": "`asyncio.to_thread` (Task)",
-}
+BASELINE = "tpe_submit"  # the RSS ratio column divides by its bytes per task
 
 
-def child(case: str, n: int, traced: bool) -> None:
-    if traced:
-        tracemalloc.start()
-    meter = Meter(traced)
-    CASES[case](n, meter)
-    if meter.out.get("results") != n:
-        raise AssertionError(f"{case}: {meter.out.get('results')} results, expected {n}")
-    print(json.dumps(meter.out), flush=True)
+def baseline(rows: Dict[str, Row]) -> Optional[float]:
+    return rows.get(BASELINE, {}).get("rss_per_task")
 
 
-def run_child(case: str, n: int, traced: bool) -> Dict[str, float]:
-    argv = [sys.executable, os.path.abspath(__file__), "--child", case, "--tasks", str(n)]
-    if traced:
-        argv.append("--traced")
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{case} (traced={traced}) failed:\n{proc.stdout}\n{proc.stderr}")
-    out: Dict[str, float] = json.loads(proc.stdout.splitlines()[-1])
-    return out
-
-
-def mib(x: float) -> str:
-    return f"{x / 2**20:,.0f} MiB"
-
-
-def table(n: int, rows: Dict[str, Dict[str, float]]) -> str:
-    base = rows.get(BASELINE, {}).get("rss_per_task")
-    lines = [
-        "| case | tasks | bytes/pending task (RSS) | bytes/task (tracemalloc) | RSS vs ThreadPoolExecutor "
-        "| time to submit | time to drain | peak RSS | RSS after drain (vs before) | after malloc_trim |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for case, r in rows.items():
-        ratio = f"{r['rss_per_task'] / base:.2f}x" if base else "n/a"
-        after = f"{mib(r['rss_after_drain'])} ({(r['rss_after_drain'] - r['rss_start']) / 2**20:+,.0f})"
-        trimmed = f"{mib(r['rss_after_trim'])} ({(r['rss_after_trim'] - r['rss_start']) / 2**20:+,.0f})"
-        lines.append(
-            f"| {LABELS[case]} | {int(r['results']):,} | {r['rss_per_task']:,.0f} "
-            f"| {r.get('traced_per_task', float('nan')):,.0f} | {ratio} | {r['submit_s']:.2f} s "
-            f"| {r['drain_s']:.2f} s | {mib(r['rss_peak'])} | {after} | {trimmed} |"
-        )
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=1_000_000)
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    parser.add_argument(
-        "--cases", default=",".join(CASES), help="comma-separated, among: " + ", ".join(CASES)
-    )
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(args.child, args.tasks, args.traced)
-        return
-
-    cases = [c for c in args.cases.split(",") if c]
-    unknown = set(cases) - set(CASES)
-    if unknown:
-        parser.error(f"unknown cases: {sorted(unknown)}")
-    rows: Dict[str, Dict[str, float]] = {}
-    for case in cases:
-        print(f"{case}: {args.tasks:,} tasks ...", file=sys.stderr, flush=True)
-        row = run_child(case, args.tasks, traced=False)
-        row["traced_per_task"] = run_child(case, args.tasks, traced=True)["traced_per_task"]
-        rows[case] = row
-    import platform
-
-    import offload
-
-    print(f"Memory per pending task: {args.tasks:,} calls queued behind one blocked worker "
-          f"(Python {platform.python_version()}, offload {offload.__version__}, {os.cpu_count()} CPUs)\n")
-    print(table(args.tasks, rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"tasks": args.tasks, "python": platform.python_version(), "cases": rows,
-                       "labels": {case: LABELS[case] for case in rows}}, f, indent=2)
-
+BENCHMARK = MemoryBenchmark(
+    __file__, "task", held="pending", what="calls queued behind one blocked worker", cases=CASES,
+    ratio_base=baseline, ratio_title="RSS vs ThreadPoolExecutor",
+)
 
 if __name__ == "__main__":
-    main()
+    BENCHMARK.main(__doc__)

@@ -14,9 +14,10 @@ started inside the round, for every candidate alike; a coroutine side runs on on
 default loop (run_until_complete, never asyncio.run per round).
 
 Names are `test_chan_<scenario>[<candidate>-<capacity>]`; report.py renders each group as the
-median time per item and the speed-up against the scenario's baseline. Each candidate calls its
-library directly, methods bound to locals, with no adapter layer in between, and uses the
-fastest correct calls for its role:
+median time per item and the speed-up against the scenario's baseline. Every candidate runs
+the same loops (one per way of sending or receiving, below), which call its library's own
+methods, bound to locals before the loop: no adapter layer in between. Each candidate gives the
+fastest correct calls for its role (its Ends):
 
   offload   send_blocking / recv_blocking in threads, await send / await recv in coroutines
   janus     sync_q.put / sync_q.get, await async_q.put / async_q.get (its only API); the async
@@ -40,15 +41,18 @@ and the paired test (below) alternates offload at capacity 0 with those at capac
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
+import functools
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 import offload
+from harness import collect_garbage
 
 try:
     import janus
@@ -84,11 +88,6 @@ MIN_ROUNDS, MAX_ROUNDS, BUDGET = 3, 15, 1.0
 JOIN_TIMEOUT = 60.0
 
 
-def collect_garbage() -> None:
-    """Before every round: each round starts from the same heap."""
-    gc.collect()
-
-
 def mismatch(i: int, item: Any) -> AssertionError:
     return AssertionError(f"item {i}: expected {i}, received {item!r}")
 
@@ -98,7 +97,8 @@ def check_empty(size: int) -> None:
 
 
 class Side(threading.Thread):
-    """A producer or consumer thread started inside the round; join() re-raises its error."""
+    """A producer or consumer thread started inside the round, for the length of a `with` block:
+    leaving the block joins it and re-raises its error."""
 
     def __init__(self, target: Callable[[], None]) -> None:
         super().__init__(target=self._run, daemon=True, name="bench-side")
@@ -111,7 +111,11 @@ class Side(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - handed to the benchmark thread
             self.error = exc
 
-    def finish(self) -> None:
+    def __enter__(self) -> "Side":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
         self.join(JOIN_TIMEOUT)
         assert not self.is_alive(), "the thread side did not finish (deadlock?)"
         if self.error is not None:
@@ -137,284 +141,202 @@ def need(module: Any, name: str) -> None:
 
 
 # =============================================================================================
-# thread producer -> coroutine consumer
-#
-# Each maker returns (produce, consume): produce() runs in a new thread, consume() is the
-# coroutine run on the loop; the round runs both and asserts.
+# The candidates. Each maker takes a capacity and returns a fresh queue as its Ends: the calls,
+# bound once, that each side makes, so that every candidate runs the same loops below.
 
 
-def t2c_offload(capacity: Optional[int], n: int):
+@dataclass
+class Ends:
+    """The calls of one fresh queue, per side. A side the candidate never plays is None."""
+
+    left: Callable[[], int]  # how many items it still holds
+    put: Any = None  # put(i) in a thread (waits for room)
+    get: Any = None  # get() in a thread
+    send: Any = None  # await send(i) in a coroutine
+    recv: Any = None  # await recv() in a coroutine
+    # Instead of send: a put that never waits, called without await in a coroutine.
+    send_nowait: Any = None
+    # Instead of put(i): call_soon(put, i), a thread handing each put to the loop.
+    call_soon: Any = None
+    close_sender: Optional[Callable[[], None]] = None  # called by the producer after its last item
+    # Awaited on the loop once every item was received (janus finishes its loop tasks).
+    shutdown: Optional[Callable[[], Awaitable[None]]] = None
+
+
+def offload_ends(capacity: Optional[int]) -> Ends:
     ch = offload.Channel(capacity)
-
-    def produce() -> None:
-        send = ch.send_blocking
-        for i in range(n):
-            send(i)
-
-    async def consume() -> None:
-        recv = ch.recv
-        for i in range(n):
-            item = await recv()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(ch))
-
-    return produce, consume
+    return Ends(ch.__len__, put=ch.send_blocking, get=ch.recv_blocking, send=ch.send, recv=ch.recv)
 
 
-def t2c_janus(capacity: Optional[int], n: int):
+def janus_ends(capacity: Optional[int]) -> Ends:
     q = janus.Queue(maxsize(capacity))
 
-    def produce() -> None:
-        put = q.sync_q.put
-        for i in range(n):
-            put(i)
-
-    async def consume() -> None:
-        get = q.async_q.get
-        for i in range(n):
-            item = await get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(q.async_q.qsize())
-        q.shutdown()  # janus wakes the loop through tasks: let the pending ones finish here
+    async def shutdown() -> None:  # janus wakes the loop through tasks: let the pending ones finish
+        q.shutdown()
         await q.wait_closed()
 
-    return produce, consume
+    return Ends(q.sync_q.qsize, put=q.sync_q.put, get=q.sync_q.get, send=q.async_q.put,
+                recv=q.async_q.get, shutdown=shutdown)
 
 
-def t2c_culsans(capacity: Optional[int], n: int):
-    # sync_put / async_get on the queue itself: what q.sync_q.put / q.async_q.get call, one
-    # proxy call less.
+def culsans_ends(capacity: Optional[int]) -> Ends:
+    # The calls on the queue itself (sync_put, async_get, ...): what the sync_q / async_q proxies
+    # call, one proxy call less.
     q = culsans.Queue(maxsize(capacity))
-
-    def produce() -> None:
-        put = q.sync_put
-        for i in range(n):
-            put(i)
-
-    async def consume() -> None:
-        get = q.async_get
-        for i in range(n):
-            item = await get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(q))
-
-    return produce, consume
+    return Ends(q.__len__, put=q.sync_put, get=q.sync_get, send=q.async_put, recv=q.async_get)
 
 
-def aiologic_queue(capacity: Optional[int]):
+def aiologic_ends(capacity: Optional[int]) -> Ends:
     """aiologic.SimpleQueue when unbounded (a deque and a semaphore: its fastest queue; an
-    unbounded aiologic.Queue() is much slower here), else aiologic.Queue(capacity)."""
-    return aiologic.SimpleQueue() if capacity is None else aiologic.Queue(capacity)
+    unbounded aiologic.Queue() is much slower here), else aiologic.Queue(capacity). SimpleQueue.put
+    never waits and skips the checkpoint check: its fastest correct put, from threads and
+    coroutines alike. A bounded Queue has only green_put / async_put."""
+    if capacity is None:
+        q = aiologic.SimpleQueue()
+        return Ends(q.__len__, put=q.put, get=q.green_get, send_nowait=q.put, recv=q.async_get)
+    q = aiologic.Queue(capacity)
+    return Ends(q.__len__, put=q.green_put, get=q.green_get, send=q.async_put, recv=q.async_get)
 
 
-def aiologic_green_put(q):
-    """SimpleQueue.put never waits and skips the checkpoint check: its fastest correct put,
-    from threads and coroutines alike. A bounded Queue has only green_put / async_put."""
-    return q.put if isinstance(q, aiologic.SimpleQueue) else q.green_put
+def asyncio_ends(capacity: Optional[int]) -> Ends:
+    q: "asyncio.Queue[int]" = asyncio.Queue(maxsize(capacity))
+    return Ends(q.qsize, send=q.put, recv=q.get)
 
 
-def t2c_aiologic(capacity: Optional[int], n: int):
-    q = aiologic_queue(capacity)
-
-    def produce() -> None:
-        put = aiologic_green_put(q)
-        for i in range(n):
-            put(i)
-
-    async def consume() -> None:
-        get = q.async_get
-        for i in range(n):
-            item = await get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(q))
-
-    return produce, consume
-
-
-def t2c_asyncio_threadsafe(capacity: Optional[int], n: int):
+def asyncio_threadsafe_ends(capacity: Optional[int]) -> Ends:
     """The stdlib way for an unbounded stream: loop.call_soon_threadsafe(q.put_nowait, item)."""
     assert capacity is None, "call_soon_threadsafe cannot wait for room"
     q: "asyncio.Queue[int]" = asyncio.Queue()
     loop = asyncio.get_event_loop()  # the benchmark's loop, set as current by bench()
-
-    def produce() -> None:
-        call, put = loop.call_soon_threadsafe, q.put_nowait
-        for i in range(n):
-            call(put, i)
-
-    async def consume() -> None:
-        get = q.get
-        for i in range(n):
-            item = await get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(q.qsize())
-
-    return produce, consume
+    return Ends(q.qsize, put=q.put_nowait, call_soon=loop.call_soon_threadsafe, recv=q.get)
 
 
-T2C = {
-    "offload": t2c_offload,
-    "janus": t2c_janus,
-    "culsans": t2c_culsans,
-    "aiologic": t2c_aiologic,
-}
+def queue_ends(capacity: Optional[int]) -> Ends:
+    q: "queue.Queue[int]" = queue.Queue(maxsize(capacity))
+    return Ends(q.qsize, put=q.put, get=q.get)
 
 
-def run_t2c(loop: asyncio.AbstractEventLoop, sides) -> None:
-    produce, consume = sides
-    side = Side(produce)
-    side.start()
-    try:
-        until_complete(loop, consume())
-    finally:
-        side.finish()
+def simplequeue_ends(capacity: Optional[int]) -> Ends:
+    """queue.SimpleQueue (unbounded only): the stdlib's C queue, no maxsize, no task_done."""
+    q: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+    return Ends(q.qsize, put=q.put, get=q.get)
 
 
-# =============================================================================================
-# coroutine -> coroutine, one loop: the producer is a task, the consumer the main coroutine.
-
-
-def c2c_asyncio(capacity: Optional[int], n: int):
-    q: "asyncio.Queue[int]" = asyncio.Queue(maxsize(capacity))
-
-    async def produce() -> None:
-        put = q.put
-        for i in range(n):
-            await put(i)
-
-    async def consume() -> None:
-        get = q.get
-        for i in range(n):
-            item = await get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(q.qsize())
-
-    return produce, consume
-
-
-def c2c_offload(capacity: Optional[int], n: int):
-    ch = offload.Channel(capacity)
-
-    async def produce() -> None:
-        send = ch.send
-        for i in range(n):
-            await send(i)
-
-    async def consume() -> None:
-        recv = ch.recv
-        for i in range(n):
-            item = await recv()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(ch))
-
-    return produce, consume
-
-
-def c2c_janus(capacity: Optional[int], n: int):
-    q = janus.Queue(maxsize(capacity))
-
-    async def produce() -> None:
-        put = q.async_q.put
-        for i in range(n):
-            await put(i)
-
-    async def consume() -> None:
-        get = q.async_q.get
-        for i in range(n):
-            item = await get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(q.async_q.qsize())
-        q.shutdown()
-        await q.wait_closed()
-
-    return produce, consume
-
-
-def c2c_culsans(capacity: Optional[int], n: int):
-    q = culsans.Queue(maxsize(capacity))
-
-    async def produce() -> None:
-        put = q.async_put
-        for i in range(n):
-            await put(i)
-
-    async def consume() -> None:
-        get = q.async_get
-        for i in range(n):
-            item = await get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(q))
-
-    return produce, consume
-
-
-def c2c_aiologic(capacity: Optional[int], n: int):
-    q = aiologic_queue(capacity)
-
-    async def produce() -> None:
-        if capacity is None:  # SimpleQueue.put never waits (see aiologic_green_put)
-            put_now = q.put
-            for i in range(n):
-                put_now(i)
-            return
-        put = q.async_put
-        for i in range(n):
-            await put(i)
-
-    async def consume() -> None:
-        get = q.async_get
-        for i in range(n):
-            item = await get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(q))
-
-    return produce, consume
-
-
-def c2c_anyio(capacity: Optional[int], n: int):
+def anyio_ends(capacity: Optional[int]) -> Ends:
     """anyio's memory object stream (buffer size 0: a rendezvous); measured at capacity 0 only,
     the one alternative here with a rendezvous."""
     send_stream, receive_stream = anyio.create_memory_object_stream(
         float("inf") if capacity is None else capacity)
 
-    async def produce() -> None:
-        send = send_stream.send
-        for i in range(n):
-            await send(i)
-        send_stream.close()
-
-    async def consume() -> None:
-        recv = receive_stream.receive
-        for i in range(n):
-            item = await recv()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(receive_stream.statistics().current_buffer_used)
+    async def shutdown() -> None:
         receive_stream.close()
 
-    return produce, consume
+    return Ends(lambda: receive_stream.statistics().current_buffer_used, send=send_stream.send,
+                recv=receive_stream.receive, close_sender=send_stream.close, shutdown=shutdown)
 
 
-C2C = {
-    "asyncio": c2c_asyncio,
-    "offload": c2c_offload,
-    "janus": c2c_janus,
-    "culsans": c2c_culsans,
-    "aiologic": c2c_aiologic,
+QUEUES: Dict[str, Callable[[Optional[int]], Ends]] = {
+    "offload": offload_ends,
+    "janus": janus_ends,
+    "culsans": culsans_ends,
+    "aiologic": aiologic_ends,
+    "asyncio": asyncio_ends,
+    "asyncio_threadsafe": asyncio_threadsafe_ends,
+    "queue": queue_ends,
+    "simplequeue": simplequeue_ends,
+    "anyio": anyio_ends,
 }
 
 
+# =============================================================================================
+# The sides: what a round times, one loop per way of sending or receiving, each call bound to a
+# local. A producer sends 0..n-1; a consumer checks that it got exactly those, in order, and
+# that nothing is left.
+
+
+def put_each(put: Callable[[int], Any], n: int) -> None:
+    for i in range(n):
+        put(i)
+
+
+def call_soon_each(call_soon: Callable[..., Any], put: Callable[[int], Any], n: int) -> None:
+    for i in range(n):
+        call_soon(put, i)
+
+
+async def send_each(send: Callable[[int], Awaitable[Any]], n: int,
+                    close_sender: Optional[Callable[[], None]]) -> None:
+    for i in range(n):
+        await send(i)
+    if close_sender is not None:
+        close_sender()
+
+
+async def send_nowait_each(put: Callable[[int], Any], n: int) -> None:
+    for i in range(n):
+        put(i)
+
+
+def get_each(get: Callable[[], Any], n: int, left: Callable[[], int]) -> None:
+    for i in range(n):
+        item = get()
+        if item != i:
+            raise mismatch(i, item)
+    check_empty(left())
+
+
+async def recv_each(recv: Callable[[], Awaitable[Any]], n: int, left: Callable[[], int],
+                    shutdown: Optional[Callable[[], Awaitable[None]]]) -> None:
+    for i in range(n):
+        item = await recv()
+        if item != i:
+            raise mismatch(i, item)
+    check_empty(left())
+    if shutdown is not None:
+        await shutdown()
+
+
+def thread_producer(q: Ends, n: int) -> Callable[[], None]:
+    if q.call_soon is not None:
+        return functools.partial(call_soon_each, q.call_soon, q.put, n)
+    return functools.partial(put_each, q.put, n)
+
+
+def coroutine_producer(q: Ends, n: int) -> Callable[[], Awaitable[None]]:
+    if q.send_nowait is not None:
+        return functools.partial(send_nowait_each, q.send_nowait, n)
+    return functools.partial(send_each, q.send, n, q.close_sender)
+
+
+def thread_consumer(q: Ends, n: int) -> Callable[[], None]:
+    return functools.partial(get_each, q.get, n, q.left)
+
+
+def coroutine_consumer(q: Ends, n: int) -> Callable[[], Awaitable[None]]:
+    return functools.partial(recv_each, q.recv, n, q.left, q.shutdown)
+
+
+# =============================================================================================
+# The scenarios: each makes a round's sides from a fresh queue (untimed), and runs a round.
+
+
+def t2c_sides(q: Ends, n: int):
+    return thread_producer(q, n), coroutine_consumer(q, n)
+
+
+def run_t2c(loop: asyncio.AbstractEventLoop, sides) -> None:
+    """A thread producer (a new thread), the coroutine consumer on the loop."""
+    produce, consume = sides
+    with Side(produce):
+        until_complete(loop, consume())
+
+
+def c2c_sides(q: Ends, n: int):
+    return coroutine_producer(q, n), coroutine_consumer(q, n)
+
+
 def run_c2c(loop: asyncio.AbstractEventLoop, sides) -> None:
+    """Two coroutines on one loop: the producer is a task, the consumer the main coroutine."""
     produce, consume = sides
 
     async def main() -> None:
@@ -431,251 +353,53 @@ def run_c2c(loop: asyncio.AbstractEventLoop, sides) -> None:
     loop.run_until_complete(main())
 
 
-# =============================================================================================
-# thread -> thread: the producer is a new thread, the consumer is the benchmark's thread.
-
-
-def t2t_queue(capacity: Optional[int], n: int):
-    q: "queue.Queue[int]" = queue.Queue(maxsize(capacity))
-
-    def produce() -> None:
-        put = q.put
-        for i in range(n):
-            put(i)
-
-    def consume() -> None:
-        get = q.get
-        for i in range(n):
-            item = get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(q.qsize())
-
-    return produce, consume
-
-
-def t2t_simplequeue(capacity: Optional[int], n: int):
-    """queue.SimpleQueue (unbounded only): the stdlib's C queue, no maxsize, no task_done."""
-    q: "queue.SimpleQueue[int]" = queue.SimpleQueue()
-
-    def produce() -> None:
-        put = q.put
-        for i in range(n):
-            put(i)
-
-    def consume() -> None:
-        get = q.get
-        for i in range(n):
-            item = get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(q.qsize())
-
-    return produce, consume
-
-
-def t2t_offload(capacity: Optional[int], n: int):
-    ch = offload.Channel(capacity)
-
-    def produce() -> None:
-        send = ch.send_blocking
-        for i in range(n):
-            send(i)
-
-    def consume() -> None:
-        recv = ch.recv_blocking
-        for i in range(n):
-            item = recv()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(ch))
-
-    return produce, consume
-
-
-def t2t_janus(capacity: Optional[int], n: int):
-    q = janus.Queue(maxsize(capacity))
-
-    def produce() -> None:
-        put = q.sync_q.put
-        for i in range(n):
-            put(i)
-
-    def consume() -> None:
-        get = q.sync_q.get
-        for i in range(n):
-            item = get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(q.sync_q.qsize())
-
-    return produce, consume
-
-
-def t2t_culsans(capacity: Optional[int], n: int):
-    q = culsans.Queue(maxsize(capacity))
-
-    def produce() -> None:
-        put = q.sync_put
-        for i in range(n):
-            put(i)
-
-    def consume() -> None:
-        get = q.sync_get
-        for i in range(n):
-            item = get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(q))
-
-    return produce, consume
-
-
-def t2t_aiologic(capacity: Optional[int], n: int):
-    q = aiologic_queue(capacity)
-
-    def produce() -> None:
-        put = aiologic_green_put(q)
-        for i in range(n):
-            put(i)
-
-    def consume() -> None:
-        get = q.green_get
-        for i in range(n):
-            item = get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(q))
-
-    return produce, consume
-
-
-T2T = {
-    "queue": t2t_queue,
-    "offload": t2t_offload,
-    "janus": t2t_janus,
-    "culsans": t2t_culsans,
-    "aiologic": t2t_aiologic,
-}
+def t2t_sides(q: Ends, n: int):
+    return thread_producer(q, n), thread_consumer(q, n)
 
 
 def run_t2t(_loop: Any, sides) -> None:
+    """Two threads: the producer is a new thread, the consumer the benchmark's thread."""
     produce, consume = sides
-    side = Side(produce)
-    side.start()
-    try:
+    with Side(produce):
         consume()
-    finally:
-        side.finish()
 
 
-# =============================================================================================
-# coroutine producer -> thread consumer: the consumer is a new thread, the producer a coroutine.
-
-
-def c2t_offload(capacity: Optional[int], n: int):
-    ch = offload.Channel(capacity)
-
-    async def produce() -> None:
-        send = ch.send
-        for i in range(n):
-            await send(i)
-
-    def consume() -> None:
-        recv = ch.recv_blocking
-        for i in range(n):
-            item = recv()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(ch))
-
-    return produce, consume, None
-
-
-def c2t_janus(capacity: Optional[int], n: int):
-    q = janus.Queue(maxsize(capacity))
-
-    async def produce() -> None:
-        put = q.async_q.put
-        for i in range(n):
-            await put(i)
-
-    def consume() -> None:
-        get = q.sync_q.get
-        for i in range(n):
-            item = get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(q.sync_q.qsize())
-
-    async def cleanup() -> None:  # janus's loop-side tasks, after the consumer is done
-        q.shutdown()
-        await q.wait_closed()
-
-    return produce, consume, cleanup
-
-
-def c2t_culsans(capacity: Optional[int], n: int):
-    q = culsans.Queue(maxsize(capacity))
-
-    async def produce() -> None:
-        put = q.async_put
-        for i in range(n):
-            await put(i)
-
-    def consume() -> None:
-        get = q.sync_get
-        for i in range(n):
-            item = get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(q))
-
-    return produce, consume, None
-
-
-def c2t_aiologic(capacity: Optional[int], n: int):
-    q = aiologic_queue(capacity)
-
-    async def produce() -> None:
-        if capacity is None:  # SimpleQueue.put never waits (see aiologic_green_put)
-            put_now = q.put
-            for i in range(n):
-                put_now(i)
-            return
-        put = q.async_put
-        for i in range(n):
-            await put(i)
-
-    def consume() -> None:
-        get = q.green_get
-        for i in range(n):
-            item = get()
-            if item != i:
-                raise mismatch(i, item)
-        check_empty(len(q))
-
-    return produce, consume, None
-
-
-C2T = {
-    "offload": c2t_offload,
-    "janus": c2t_janus,
-    "culsans": c2t_culsans,
-    "aiologic": c2t_aiologic,
-}
+def c2t_sides(q: Ends, n: int):
+    # The consumer is a thread: janus's loop-side shutdown runs after it, on the loop.
+    return coroutine_producer(q, n), thread_consumer(q, n), q.shutdown
 
 
 def run_c2t(loop: asyncio.AbstractEventLoop, sides) -> None:
-    produce, consume, cleanup = sides
-    side = Side(consume)
-    side.start()
-    try:
+    """A coroutine producer on the loop, the consumer a new thread."""
+    produce, consume, shutdown = sides
+    with Side(consume):
         until_complete(loop, produce())
-    finally:
-        side.finish()
-    if cleanup is not None:
-        loop.run_until_complete(cleanup())
+    if shutdown is not None:
+        loop.run_until_complete(shutdown())
+
+
+@dataclass
+class Scenario:
+    sides: Callable[[Ends, int], Tuple[Any, ...]]
+    run: Callable[[Any, Tuple[Any, ...]], None]
+    candidates: Tuple[str, ...]
+    extra: Tuple[Tuple[str, str], ...] = ()  # (candidate, capacity) cases beyond the grid
+
+
+SCENARIOS = {
+    "t2c": Scenario(t2c_sides, run_t2c, ("offload", "janus", "culsans", "aiologic"),
+                    extra=(("asyncio_threadsafe", "unbounded"),)),
+    "c2c": Scenario(c2c_sides, run_c2c, ("asyncio", "offload", "janus", "culsans", "aiologic"),
+                    extra=(("anyio", "cap0"),)),
+    "t2t": Scenario(t2t_sides, run_t2t, ("queue", "offload", "janus", "culsans", "aiologic"),
+                    extra=(("simplequeue", "unbounded"),)),
+    "c2t": Scenario(c2t_sides, run_c2t, ("offload", "janus", "culsans", "aiologic")),
+}
+
+
+def make_sides(scenario: str, candidate: str, capacity: str, n: int) -> Tuple[Any, ...]:
+    """A fresh queue of `candidate` at `capacity`, as the two sides of one round of `scenario`."""
+    return SCENARIOS[scenario].sides(QUEUES[candidate](CAPACITIES[capacity]), n)
 
 
 # =============================================================================================
@@ -685,71 +409,75 @@ LIBRARIES = {"janus": lambda: janus, "culsans": lambda: culsans, "aiologic": lam
              "anyio": lambda: anyio}
 
 
-def cases(candidates: Dict[str, Any], extra: Tuple[Tuple[str, str], ...] = ()):
+def cases(scenario: str):
     """(candidate, capacity) pairs, ids `<candidate>-<capacity>`; capacity 0 only for the
     candidates with a rendezvous."""
-    pairs = [(c, cap) for c in candidates for cap in CAPACITIES
-             if cap != "cap0" or c in RENDEZVOUS] + list(extra)
+    s = SCENARIOS[scenario]
+    pairs = [(c, cap) for c in s.candidates for cap in CAPACITIES
+             if cap != "cap0" or c in RENDEZVOUS] + list(s.extra)
     return pytest.mark.parametrize(("candidate", "capacity"), pairs,
                                    ids=[f"{c}-{cap}" for c, cap in pairs])
 
 
-def bench(benchmark, loop, scenario: str, run, make, capacity: str) -> None:
-    """Times `run(loop, sides)`; the untimed set-up collects garbage and makes a fresh queue
-    and its two sides (with `loop` as the current loop, for the queues that look it up)."""
+def rounds_within(budget: float, warmup: float) -> int:
+    """As many rounds as the warm-up round's time fits in `budget`, within the bounds."""
+    return max(MIN_ROUNDS, min(MAX_ROUNDS, int(budget / warmup)))
+
+
+@contextlib.contextmanager
+def current_loop(loop: Optional[asyncio.AbstractEventLoop]) -> Iterator[None]:
+    """`loop` as the thread's current loop (for the queues that look it up when made)."""
+    if loop is not None:
+        asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        if loop is not None:
+            asyncio.set_event_loop(None)
+
+
+def bench(benchmark, loop, scenario: str, candidate: str, capacity: str) -> None:
+    """Times the scenario's run; the untimed set-up collects garbage and makes a fresh queue
+    and its two sides."""
+    if candidate in LIBRARIES:
+        need(LIBRARIES[candidate](), candidate)
+    run = SCENARIOS[scenario].run
     n = ITEMS[capacity]
     benchmark.group = f"chan-{scenario}-{capacity}"
     benchmark.extra_info["items"] = n
 
     def setup():
         collect_garbage()
-        return (loop, make(CAPACITIES[capacity], n)), {}
+        return (loop, make_sides(scenario, candidate, capacity, n)), {}
 
-    if loop is not None:
-        asyncio.set_event_loop(loop)
-    try:
+    with current_loop(loop):
         args, _ = setup()  # the warm-up round, timed to choose the number of rounds
         start = time.perf_counter()
         run(*args)
         warmup = time.perf_counter() - start
-        rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(BUDGET / warmup)))
+        rounds = rounds_within(BUDGET, warmup)
         benchmark.extra_info["rounds"] = rounds
         benchmark.pedantic(run, setup=setup, rounds=rounds, iterations=1)
-    finally:
-        if loop is not None:
-            asyncio.set_event_loop(None)
 
 
-def skip_missing(candidate: str) -> None:
-    if candidate in LIBRARIES:
-        need(LIBRARIES[candidate](), candidate)
-
-
-@cases(T2C, extra=(("asyncio_threadsafe", "unbounded"),))
+@cases("t2c")
 def test_chan_t2c(benchmark, default_loop, candidate: str, capacity: str) -> None:
-    skip_missing(candidate)
-    make = t2c_asyncio_threadsafe if candidate == "asyncio_threadsafe" else T2C[candidate]
-    bench(benchmark, default_loop, "t2c", run_t2c, make, capacity)
+    bench(benchmark, default_loop, "t2c", candidate, capacity)
 
 
-@cases(C2C, extra=(("anyio", "cap0"),))
+@cases("c2c")
 def test_chan_c2c(benchmark, default_loop, candidate: str, capacity: str) -> None:
-    skip_missing(candidate)
-    make = c2c_anyio if candidate == "anyio" else C2C[candidate]
-    bench(benchmark, default_loop, "c2c", run_c2c, make, capacity)
+    bench(benchmark, default_loop, "c2c", candidate, capacity)
 
 
-@cases(T2T, extra=(("simplequeue", "unbounded"),))
+@cases("t2t")
 def test_chan_t2t(benchmark, candidate: str, capacity: str) -> None:
-    skip_missing(candidate)
-    make = t2t_simplequeue if candidate == "simplequeue" else T2T[candidate]
-    bench(benchmark, None, "t2t", run_t2t, make, capacity)
+    bench(benchmark, None, "t2t", candidate, capacity)
 
 
-@cases(C2T)
+@cases("c2t")
 def test_chan_c2t(benchmark, default_loop, candidate: str, capacity: str) -> None:
-    skip_missing(candidate)
-    bench(benchmark, default_loop, "c2t", run_c2t, C2T[candidate], capacity)
+    bench(benchmark, default_loop, "c2t", candidate, capacity)
 
 
 # =============================================================================================
@@ -768,12 +496,12 @@ def test_chan_c2t(benchmark, default_loop, candidate: str, capacity: str) -> Non
 # records the capacity each of them ran at.
 
 PAIRED = {
-    "t2c": (run_t2c, T2C, ("janus", "culsans", "aiologic")),
-    "c2c": (run_c2c, C2C, ("asyncio",)),
-    "t2t": (run_t2t, T2T, ("queue",)),
-    "c2t": (run_c2t, C2T, ("janus", "culsans", "aiologic")),
+    "t2c": ("janus", "culsans", "aiologic"),
+    "c2c": ("asyncio",),
+    "t2t": ("queue",),
+    "c2t": ("janus", "culsans", "aiologic"),
 }
-PAIRED_RENDEZVOUS = {"c2c": {"anyio": c2c_anyio}}
+PAIRED_RENDEZVOUS = {"c2c": ("anyio",)}
 PAIRED_CASES = [(s, c) for s in ("t2c", "c2c", "t2t") for c in CAPACITIES if c != "cap0"] + [
     (s, "cap0") for s in PAIRED]
 PAIRED_BUDGET = 3.0
@@ -787,25 +515,24 @@ def installed(name: str) -> bool:
 @pytest.mark.parametrize(("scenario", "capacity"), PAIRED_CASES,
                          ids=[f"{s}-{c}" for s, c in PAIRED_CASES])
 def test_chan_paired(benchmark, default_loop, scenario: str, capacity: str) -> None:
-    run, makers, baseline_names = PAIRED[scenario]
+    run = SCENARIOS[scenario].run
+    baseline_names = PAIRED[scenario]
     stand_in = STAND_IN.get(capacity, capacity)
-    # name -> (maker, capacity it runs at)
-    sides = {b: (makers[b], stand_in) for b in baseline_names if installed(b)}
+    # name -> the capacity it runs at
+    sides = {b: stand_in for b in baseline_names if installed(b)}
     if not sides:
         pytest.skip(f"none of {', '.join(baseline_names)} is installed")
     if capacity == "cap0":
-        sides.update((b, (make, capacity))
-                     for b, make in PAIRED_RENDEZVOUS.get(scenario, {}).items() if installed(b))
+        sides.update((b, capacity) for b in PAIRED_RENDEZVOUS.get(scenario, ()) if installed(b))
     baselines = list(sides)
     n = ITEMS[capacity]
     assert ITEMS[stand_in] == n, "per-item figures of one pair come from rounds of one size"
-    times: Dict[str, list] = {b: [] for b in baselines}
+    times: Dict[str, List[float]] = {b: [] for b in baselines}
     benchmark.group = "chan-paired"
     benchmark.extra_info["items"] = n
 
     def baseline_round(name: str) -> float:
-        make, cap = sides[name]
-        pair = make(CAPACITIES[cap], n)
+        pair = make_sides(scenario, name, sides[name], n)
         collect_garbage()
         start = time.perf_counter()
         run(default_loop, pair)
@@ -815,10 +542,9 @@ def test_chan_paired(benchmark, default_loop, scenario: str, capacity: str) -> N
         for name in baselines:
             times[name].append(baseline_round(name))
         collect_garbage()
-        return (default_loop, makers["offload"](CAPACITIES[capacity], n)), {}
+        return (default_loop, make_sides(scenario, "offload", capacity, n)), {}
 
-    asyncio.set_event_loop(default_loop)
-    try:
+    with current_loop(default_loop):
         args, _ = setup()  # the warm-up round of every side, timed to choose the rounds
         start = time.perf_counter()
         run(*args)
@@ -829,11 +555,9 @@ def test_chan_paired(benchmark, default_loop, scenario: str, capacity: str) -> N
         warmup += sum(times[b][0] for b in baselines)
         times = {b: [] for b in baselines}  # setup() sees the new binding
         benchmark.extra_info["paired_with"] = baselines
-        benchmark.extra_info["baseline_capacities"] = {b: sides[b][1] for b in baselines}
-        rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(PAIRED_BUDGET / warmup)))
+        benchmark.extra_info["baseline_capacities"] = {b: sides[b] for b in baselines}
+        rounds = rounds_within(PAIRED_BUDGET, warmup)
         benchmark.extra_info["rounds"] = rounds
         benchmark.pedantic(run, setup=setup, rounds=rounds, iterations=1)
-    finally:
-        asyncio.set_event_loop(None)
     benchmark.extra_info["baseline_medians"] = {
         name: sorted(t)[len(t) // 2] for name, t in times.items()}

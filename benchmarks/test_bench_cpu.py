@@ -50,6 +50,7 @@ import pytest
 
 import bench_cpu_work
 import offload
+from harness import collect_garbage
 
 WORKERS = 2
 SPIN_CALLS, SPIN_SECONDS = 16, 0.05
@@ -226,11 +227,6 @@ def candidate(name: str, scenario: str, work: Work, pools: Pools,
         return await asyncio.gather(*[pool.run(fn, item) for item in items])
 
     return lambda: loop.run_until_complete(runs())
-
-
-def collect_garbage() -> None:
-    """Before every round: each round starts from the same heap."""
-    gc.collect()
 
 
 class OtherLoad:

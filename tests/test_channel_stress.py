@@ -21,6 +21,8 @@ import pytest
 import offload
 from conftest import new_loop
 
+pytestmark = pytest.mark.slow  # a long run: `make test-slow`
+
 PER_PRODUCER = 2500  # items each bounded producer tries to send
 PACE = 0.0005  # past PER_PRODUCER items, a producer that runs until the close slows down
 JOIN_TIMEOUT = 30.0  # a hung party fails the test instead of hanging it

@@ -55,6 +55,13 @@ from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Set
 
 import offload
 
+if __name__ != "__main__":
+    # Under pytest: the soak is a long run (`make test-slow`). Its own process, this file run as
+    # a script, does not import pytest: the soak's memory starts from the same imports as ever.
+    import pytest
+
+    pytestmark = pytest.mark.slow
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is in the test extras
@@ -62,7 +69,7 @@ except ImportError:  # pragma: no cover - uvloop is in the test extras
 
 SECONDS = float(os.environ.get("OFFLOAD_SOAK_SECONDS", "6"))
 SEED = int(os.environ.get("OFFLOAD_SOAK_SEED", "20261123"))
-# Set by `make sanitize` (tests/sanitize/run.sh): the runtime's allocator keeps freed memory in
+# Set by `make sanitize` (tools/sanitize/run.sh): the runtime's allocator keeps freed memory in
 # quarantine and its shadow memory grows with use, so memory cannot be judged there; every
 # count is still checked, with more time per party (everything runs 5-15 times slower).
 SANITIZER = os.environ.get("OFFLOAD_SANITIZER", "")

@@ -7,6 +7,8 @@ import asyncio
 import random
 import threading
 
+import pytest
+
 import offload
 
 
@@ -92,6 +94,7 @@ def _walk_everything(stop: threading.Event, walks: list) -> None:
         walks.append(1)
 
 
+@pytest.mark.slow  # fifteen rounds of everything under a walker: a long run, `make test-slow`
 def test_a_gc_walk_during_pools_maps_channels_and_selects_crashes_nothing(arun) -> None:
     # Issue 16, item 1: a container that other threads fill while the gc can see it (the
     # result list of a map) crashed a walker. Every kind of offload work runs here while a

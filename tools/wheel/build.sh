@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a binary wheel of offload for one Python and repairs it with auditwheel: `make wheel`.
 #
-#   tests/wheel/build.sh [PYTHON]      (default: $PYTHON, else .venv/bin/python)
+#   tools/wheel/build.sh [PYTHON]      (default: $PYTHON, else .venv/bin/python)
 #
 # 1. `pip wheel .` builds the extension from scratch (build isolation: scikit-build-core and
 #    pybind11 come from PyPI) in build/wheel/cpXY/cmake, not in the dev install's build dir.
@@ -11,9 +11,9 @@
 #    files into the wheel (offload.libs/, renamed with a hash so they cannot clash with
 #    another copy of abseil) and points the extension's RPATH at them, so the wheel installs
 #    and runs on a machine without abseil.
-# The result goes to dist/, replacing this Python's previous wheel. tests/wheel/check.sh tests it.
+# The result goes to dist/, replacing this Python's previous wheel. tools/wheel/check.sh tests it.
 set -euo pipefail
-# shellcheck source=tests/wheel/common.sh
+# shellcheck source=tools/wheel/common.sh
 source "$(dirname "$0")/common.sh"
 
 say "offload wheel for $TAG: $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')"

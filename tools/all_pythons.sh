@@ -2,7 +2,7 @@
 # The Python test suite on every CPython from 3.9 to 3.13 found on this machine: python3.X on
 # PATH and pyenv's versions, one interpreter per minor version (the newest patch). Each gets a
 # virtual environment in .venvs/<version>, where the package and its test extras are installed,
-# again only when a source changed since. Usage: tests/all_pythons.sh [VERSION...] (e.g. 3.9).
+# again only when a source changed since. Usage: tools/all_pythons.sh [VERSION...] (e.g. 3.9).
 # Versions not found are listed at the end; any failure fails the run, after every version ran.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Tests the wheel that tests/wheel/build.sh put in dist/ for one Python: `make test-wheel`.
+# Tests the wheel that tools/wheel/build.sh put in dist/ for one Python: `make test-wheel`.
 #
-#   tests/wheel/check.sh [PYTHON]      (default: $PYTHON, else .venv/bin/python)
+#   tools/wheel/check.sh [PYTHON]      (default: $PYTHON, else .venv/bin/python)
 #
 # 1. `auditwheel show`: the wheel has a manylinux tag and needs no libabsl from the system
 #    (every one is bundled in offload.libs/).
 # 2. A fresh venv (build/wheel/cpXY/venv) gets that wheel alone: --no-index --no-deps, so
 #    nothing can be built from source.
 # 3. With the system's abseil hidden, `ldd` resolves every libabsl of the installed extension
-#    to offload.libs/, and tests/wheel/smoke.py runs from a directory outside the repository
+#    to offload.libs/, and tools/wheel/smoke.py runs from a directory outside the repository
 #    (python -I: the source tree cannot be imported). Hiding: in a private mount namespace
 #    (unshare; root, or an unprivileged user namespace), each libabsl_*.so* file the dynamic
 #    loader could find is covered by an empty file, so loading it fails ("file too short").
@@ -16,7 +16,7 @@
 #    be made, the smoke test runs with abseil visible and relies on its /proc/self/maps check,
 #    and says so.
 set -euo pipefail
-# shellcheck source=tests/wheel/common.sh
+# shellcheck source=tools/wheel/common.sh
 source "$(dirname "$0")/common.sh"
 
 wheel=$(repaired_wheel)
@@ -105,7 +105,7 @@ if grep -q 'not found' "$scratch/ldd" || grep 'libabsl' "$scratch/ldd" | grep -q
 fi
 
 say "smoke test from $scratch (system abseil: $absl_state)"
-cp tests/wheel/smoke.py "$scratch/"
+cp tools/wheel/smoke.py "$scratch/"
 (
   cd "$scratch"
   without_system_absl env -u LD_LIBRARY_PATH -u LD_PRELOAD -u PYTHONPATH \

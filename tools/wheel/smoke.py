@@ -1,4 +1,4 @@
-"""Smoke test of an installed offload wheel; tests/wheel/check.sh runs it.
+"""Smoke test of an installed offload wheel; tools/wheel/check.sh runs it.
 
 Run it from outside the source tree with ``python -I``, so that only the installed package can
 be imported. It uses each main piece once (``offload.run``, ``Pool.map``, a ``Channel`` from a

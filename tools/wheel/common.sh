@@ -56,7 +56,7 @@ ensure_tools() {
 # The repaired wheel of TAG in dist/: exactly one, or an error.
 repaired_wheel() {
   local wheels=("$DIST"/offload-*-"$TAG"-"$TAG"-manylinux*.whl)
-  [ -e "${wheels[0]}" ] || die "no $TAG wheel in $DIST/: run tests/wheel/build.sh $PYTHON first"
+  [ -e "${wheels[0]}" ] || die "no $TAG wheel in $DIST/: run tools/wheel/build.sh $PYTHON first"
   [ ${#wheels[@]} -eq 1 ] || die "more than one $TAG wheel in $DIST/: ${wheels[*]}"
   echo "${wheels[0]}"
 }

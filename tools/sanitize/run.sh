@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the C++ tests and the extension with a sanitizer and runs them: `make sanitize`.
 #
-#   tests/sanitize/run.sh thread|address PYTHON [PYTHON...]
+#   tools/sanitize/run.sh thread|address PYTHON [PYTHON...]
 #
 # thread   ThreadSanitizer. abseil is built from Debian 12's source of its LTS with the same
 #          flags (Debian's libabsl is not instrumented, so TSan cannot see inside
-#          absl::Mutex and reports false races). Suppressions: tests/sanitize/tsan.supp.
+#          absl::Mutex and reports false races). Suppressions: tools/sanitize/tsan.supp.
 # address  AddressSanitizer + UndefinedBehaviorSanitizer, against the installed abseil.
 #
 # For each PYTHON (a venv's interpreter with the test extras installed) the extension is built
@@ -33,14 +33,14 @@ thread)
   # ended without being joined (distributed's, in Dask worker processes and clients) is reported
   # as a leak at exit. That is not a race; offload's own threads are counted by the tests
   # (test_soak, test_citizenship, the pool life-cycle tests).
-  options="halt_on_error=0 die_after_fork=0 second_deadlock_stack=1 report_thread_leaks=0 suppressions=$root/tests/sanitize/tsan.supp"
+  options="halt_on_error=0 die_after_fork=0 second_deadlock_stack=1 report_thread_leaks=0 suppressions=$root/tools/sanitize/tsan.supp"
   # ThreadSanitizer does not support starting threads in a child forked from a multi-threaded
   # process ("starting new threads after multi-threaded fork is not supported"): the fork
   # tests run in `make test` and (but one) under ASan instead.
   deselect=(-k "not fork")
   controls=("race:WARNING: ThreadSanitizer: data race")
   absl_src=$root/build/absl-src
-  "$venv_bin/python" "$root/tests/sanitize/fetch_abseil.py" "$absl_src"
+  "$venv_bin/python" "$root/tools/sanitize/fetch_abseil.py" "$absl_src"
   extra=(-DOFFLOAD_ABSL_SOURCE="$absl_src" -DCMAKE_CXX_FLAGS=)
   ;;
 address)
