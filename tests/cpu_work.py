@@ -291,6 +291,12 @@ def block_then_append(started_fifo, release_path, log_path, text, timeout):
     return append_line(log_path, text)
 
 
+def block_then_note_cancelled(started_fifo, release_path, log_path, timeout):
+    """As block(), then appends offload.cancelled(), as seen inside the call, to `log_path`."""
+    block(started_fifo, release_path, timeout)
+    return append_line(log_path, str(offload.cancelled()))
+
+
 def block_then_report_cancelled(started_fifo, release_path, timeout):
     """As block(), then returns offload.cancelled() as seen inside the worker."""
     block(started_fifo, release_path, timeout)

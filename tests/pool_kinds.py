@@ -29,6 +29,7 @@ import platform
 import sys
 import threading
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,21 +266,31 @@ class Kind:
         return pool.stats().workers if isinstance(pool, offload.DaskPool) else pool.workers
 
     def scheduler_forgot(self, pool: Any, function: str) -> None:
-        """Returns once a DaskPool's scheduler holds no task of `function` (a call it released
-        can then never start); at once for the other kinds, whose queue a cancelled call
-        leaves at once."""
+        """Returns once a DaskPool's scheduler has taken in every message its client sent so far
+        and holds no task of `function`: a call it released can then never start. At once for
+        the other kinds, whose queue a cancelled call leaves at once.
+
+        A client's messages reach the scheduler in order: a task submitted now (and released)
+        is known to the scheduler only after everything sent before it."""
         if not isinstance(pool, offload.DaskPool):
             return
         prefix = f"{function}-"
 
-        async def left() -> List[str]:
-            states = await pool.client.run_on_scheduler(_task_states)
-            return [key for key in states if key.startswith(prefix)]
+        async def forgotten() -> None:
+            flush = pool.client.submit(cpu_work.identity, None, key=f"flush-{uuid.uuid4()}", pure=False)
+            try:
+                deadline = time.monotonic() + TIMEOUT
+                while True:  # the scheduler offers nothing to wait on
+                    states = await pool.client.run_on_scheduler(_task_states)
+                    held = [key for key in states if key.startswith(prefix)]
+                    if flush.key in states and not held:
+                        return
+                    assert time.monotonic() < deadline, f"the scheduler still holds {held}"
+                    await asyncio.sleep(0.01)
+            finally:
+                flush.release()
 
-        deadline = time.monotonic() + TIMEOUT
-        while self.on_loop(left):  # the scheduler offers nothing to wait on
-            assert time.monotonic() < deadline, f"the scheduler still holds {function} tasks"
-            time.sleep(0.01)
+        self.on_loop(forgotten)
 
     def settle(self, pool: Any, root: Path) -> None:
         """Returns once every call submitted to `pool` before has ended or was dropped: one call
