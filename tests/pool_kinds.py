@@ -92,9 +92,10 @@ def close_session() -> None:
         _cluster = None
 
 
-def make_pool(kind: str, workers: int = WORKERS) -> Any:
-    """A pool of the kind (the default pool for "default"), from outside any loop. A DaskPool
-    is not started: it belongs to the loop that starts it."""
+def make_pool(kind: str, workers: int = WORKERS, name: Optional[str] = None) -> Any:
+    """A pool of the kind (the default pool for "default"), from outside any loop; `name` names
+    a native pool's threads. A DaskPool is not started: it belongs to the loop that starts it."""
+    named = {} if name is None else {"name": name}
     kind = kind.split("-")[0]
     reason = skip_reason(kind)
     if reason is not None:
@@ -102,14 +103,14 @@ def make_pool(kind: str, workers: int = WORKERS) -> Any:
     if kind == "default":
         return offload.default_pool()
     if kind == "thread":
-        return offload.Pool(workers, name="contract")
+        return offload.Pool(workers, **(named or {"name": "contract"}))
     if kind == "interpreter":
         close_session()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*gh-119213", category=RuntimeWarning)
-            return offload.InterpreterPool(workers)
+            return offload.InterpreterPool(workers, **named)
     if kind == "process":
-        return offload.ProcessPool(workers)
+        return offload.ProcessPool(workers, **named)
     return offload.DaskPool(dask_cluster().scheduler_address)
 
 
@@ -174,11 +175,20 @@ class Promises:
     base_exceptions: bool
     """A call raising SystemExit or KeyboardInterrupt fails with it, as with any exception
     (docs/reliability.md, "Errors"). False for DaskPool: see DASK_BASE_EXCEPTIONS_BUG."""
+    checked_timeouts: bool
+    """Future.result(timeout) and exception(timeout) refuse a timeout that is not a number with
+    an error naming it (docs/reliability.md, "Bad input": every public method). False for
+    DaskFuture: see DASK_RESULT_TIMEOUT_BUG."""
+    submit_before_shutdown_kept: bool
+    """A call submit() accepted before shutdown() runs (or, with cancel_pending, is cancelled)
+    (Pool.shutdown, DaskPool.shutdown: "once the calls in flight are done"). False for DaskPool:
+    see DASK_SUBMIT_THEN_SHUTDOWN_BUG."""
 
 
 _THREADS = dict(context=True, local=True, sees_cancellation=True, by_name=False, pickled=False,
                 plain_with=True, running_cancel_refused=True, map_counted_per_item=False,
-                map_fails_fast=False, base_exceptions=True)
+                map_fails_fast=False, base_exceptions=True, submit_before_shutdown_kept=True,
+                checked_timeouts=True)
 _CPU = dict(_THREADS, context=False, local=False, sees_cancellation=False, by_name=True, pickled=True)
 PROMISES: Dict[str, Promises] = {
     "default": Promises(**_THREADS, own_pools=False),
@@ -186,7 +196,8 @@ PROMISES: Dict[str, Promises] = {
     "interpreter": Promises(**_CPU, own_pools=True),
     "process": Promises(**_CPU, own_pools=True),
     "dask": Promises(**dict(_CPU, by_name=False, plain_with=False, running_cancel_refused=False,
-                            map_counted_per_item=True, map_fails_fast=True, base_exceptions=False),
+                            map_counted_per_item=True, map_fails_fast=True, base_exceptions=False,
+                            submit_before_shutdown_kept=False, checked_timeouts=False),
                      own_pools=True),
 }
 
@@ -196,6 +207,19 @@ DASK_BASE_EXCEPTIONS_BUG = (
     "and fails with distributed.KilledWorker once allowed-failures workers died, instead of "
     "raising SystemExit/KeyboardInterrupt, against 'An exception raised by a call comes back "
     "with its type and message' (DaskPool) and docs/reliability.md's Errors promise"
+)
+DASK_SUBMIT_THEN_SHUTDOWN_BUG = (
+    "BUG: DaskPool: a call that submit() accepted from another thread (it returned a DaskFuture) "
+    "just before shutdown(wait=False) fails with RuntimeError('cannot submit to a pool that was "
+    "shut down') instead of running (or, with cancel_pending=True, being cancelled): submit() "
+    "hands the call to the pool's loop, which checks the closing flag that shutdown() set "
+    "meanwhile, against 'closes ... once the calls in flight are done' (DaskPool.shutdown)"
+)
+DASK_RESULT_TIMEOUT_BUG = (
+    "BUG: DaskFuture.result()/exception() take concurrent.futures' timeouts unchecked: "
+    "timeout='1' raises TypeError(\"'>' not supported between instances of 'str' and 'int'\"), "
+    "which names no parameter, and NaN or True are taken as waits, where every other offload "
+    "timeout refuses them naming 'timeout' (docs/reliability.md, Bad input)"
 )
 DASK_IMAP_LEFT_BUG = (
     "BUG (found, not pinned down by a test: it shows in about one round in twenty): an imap of a "
@@ -211,6 +235,28 @@ OWN_POOLS_SKIP = (
     "test_contract_shutdown.py::test_the_default_pool_once_shut_down_refuses_offload_run checks "
     "its shutdown in a fresh interpreter"
 )
+
+
+# What an error message must never be: pybind11's dispatch failure dump, or the text of a C++
+# exception that escaped (it names no parameter and means nothing to a Python user).
+UNCLEAR_MARKERS = (
+    "incompatible function arguments",
+    "incompatible constructor arguments",
+    "Invoked with",
+    "std::",
+    "vector::",
+    "bad_alloc",
+)
+
+
+def assert_clear(error: BaseException, *names: str) -> None:
+    """`error` is a TypeError or ValueError whose message names one of `names` (the bad
+    parameter) and does not leak pybind11's or C++'s own words."""
+    assert isinstance(error, (TypeError, ValueError)), f"{type(error).__name__}: {error}"
+    message = str(error)
+    assert any(name in message for name in names), f"{names} not named in: {message}"
+    for marker in UNCLEAR_MARKERS:
+        assert marker not in message, f"unclear message: {message}"
 
 
 class Kind:
@@ -233,9 +279,9 @@ class Kind:
         self._thread.start()
         self.pool = self.make(WORKERS)
 
-    def make(self, workers: int) -> Any:
+    def make(self, workers: int, name: Optional[str] = None) -> Any:
         """A pool of the kind, ready for calls from any thread (a DaskPool started on the loop)."""
-        pool = make_pool(self.base, workers)
+        pool = make_pool(self.base, workers, name)
         if isinstance(pool, offload.DaskPool):
             self.on_loop(pool.start)
         return pool
