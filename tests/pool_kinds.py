@@ -23,6 +23,7 @@ silently.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import logging
 import os
 import platform
@@ -295,12 +296,17 @@ class Kind:
             self.loop.close()
 
     def on_loop(self, main: Callable[[], Awaitable[Any]], timeout: float = TIMEOUT) -> Any:
-        """Runs main() on the kind's loop, within `timeout`; returns what it returns."""
+        """Runs main() on the kind's loop, within `timeout`; returns what it returns.
 
-        async def bounded() -> Any:
-            return await asyncio.wait_for(main(), timeout)
-
-        return asyncio.run_coroutine_threadsafe(bounded(), self.loop).result(timeout + 5)
+        main() is the task's own coroutine, wrapped in nothing: a GeneratorExit that a call
+        raised reaches its frame (one thrown into an outer coroutine would close the inner
+        ones instead, as CPython closes a generator's delegate)."""
+        future = asyncio.run_coroutine_threadsafe(main(), self.loop)  # type: ignore[arg-type]
+        try:
+            return future.result(timeout)
+        except cf.TimeoutError:
+            future.cancel()
+            raise
 
     def run(self, pool: Any) -> Callable[..., Any]:
         """The kind's `run`: offload.run for the default pool (on the kind's loop)."""
