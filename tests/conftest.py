@@ -115,3 +115,10 @@ def run_python(code: str, timeout: float = 60) -> "subprocess.CompletedProcess[s
         text=True,
         timeout=timeout,
     )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Closes the Dask cluster the contract suites share (pool_kinds.dask_cluster), if open."""
+    pool_kinds = sys.modules.get("pool_kinds")
+    if pool_kinds is not None:
+        pool_kinds.close_session()

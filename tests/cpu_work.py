@@ -1,7 +1,7 @@
-"""Work for the CPU-pool tests (test_cpu_pools.py, test_cpu_lifecycle.py).
+"""Work for the contract suites (test_contract_*.py) and the CPU-pool tests (test_cpu_*.py).
 
-Every function here is sent by reference to InterpreterPool worker interpreters and to
-ProcessPool worker processes, so this module is importable there: module-level functions,
+Every function here is sent by reference to InterpreterPool worker interpreters, to ProcessPool
+worker processes and to Dask's workers, so this module is importable there: module-level functions,
 standard library only, pure Python. It imports offload on purpose, to show that works inside
 a worker interpreter (where offload's names are stand-ins).
 
@@ -15,6 +15,7 @@ test waits on it with select, an event), and waits until the test creates a "rel
 (polling inside the worker is fine: it waits for an outside event, with a deadline).
 """
 
+import contextvars
 import os
 import signal
 import sys
@@ -27,6 +28,9 @@ STATE = "initial"
 _calls = 0
 
 POLL_INTERVAL = 0.002
+
+# Set by a test in its own context: a call that does not run in a copy of it sees the default.
+VAR = contextvars.ContextVar("offload_contract", default="default")
 
 
 # --- plain work ----------------------------------------------------------------------------
@@ -89,6 +93,56 @@ def collatz_steps(n):
         n = n // 2 if n % 2 == 0 else 3 * n + 1
         steps += 1
     return steps
+
+
+def read_var_then_set(value):
+    """VAR as the call sees it; then sets it to `value` in the call's own context."""
+    seen = VAR.get()
+    VAR.set(value)
+    return seen
+
+
+def apply(item):
+    """``(fn, args)``: fn(*args), for a map or an imap of calls of different functions."""
+    fn, args = item
+    return fn(*args)
+
+
+def fail_3_before_7(item):
+    """``(x, failed, go)``: x, but item 3 raises after creating the file `failed`, and item 7
+    raises once the file `go` exists."""
+    x, failed, go = item
+    if x == 3:
+        touch(failed)
+        raise ValueError("item 3")
+    if x == 7:
+        wait_for_file(go, 30.0)
+        raise ValueError("item 7")
+    return x
+
+
+def note_or_fail(item):
+    """``(x, log, fail_at)``: appends x to the file `log`, then raises if x == fail_at."""
+    x, log, fail_at = item
+    append_line(log, str(x))
+    if x == fail_at:
+        raise ValueError(f"item {x}")
+    return x
+
+
+def fail_or_block(item):
+    """For map: ``None`` raises at once; anything else is the arguments of block()."""
+    if item is None:
+        raise ValueError("first")
+    return block(*item)
+
+
+def value_after(item):
+    """``(value, path)``: returns `value` once `path` exists (at once if it is None)."""
+    value, path = item
+    if path is not None:
+        wait_for_file(path, 30.0)
+    return value
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -226,10 +280,21 @@ def block(started_fifo, release_path, timeout=30.0, result="released"):
     return result
 
 
+def block_item(args):
+    """block() for map and imap: the item is its arguments."""
+    return block(*args)
+
+
 def block_then_append(started_fifo, release_path, log_path, text, timeout):
     """As block(), then appends `text` to the file `log_path`."""
     block(started_fifo, release_path, timeout)
     return append_line(log_path, text)
+
+
+def block_then_note_cancelled(started_fifo, release_path, log_path, timeout):
+    """As block(), then appends offload.cancelled(), as seen inside the call, to `log_path`."""
+    block(started_fifo, release_path, timeout)
+    return append_line(log_path, str(offload.cancelled()))
 
 
 def block_then_report_cancelled(started_fifo, release_path, timeout):

@@ -1,31 +1,51 @@
 """Every kind of offload pool, for contract tests that run one suite over all of them, the way
 CPython runs its executor tests over every executor.
 
-A kind makes pools with make_pool(kind) and closes them with close_pool(pool), from outside
-any loop. The work the contracts send lives in cpu_work.py, importable by worker interpreters
-and processes (and by Dask's workers).
+  default        offload.run / offload.default_pool()
+  thread         offload.Pool
+  thread-uvloop  offload.Pool, its calls made from a uvloop loop (the contract suites only:
+                 uvloop over every kind is test_contract_awaitables.py's)
+  interpreter    offload.InterpreterPool (Python 3.12+)
+  process        offload.ProcessPool
+  dask           offload.DaskPool on a LocalCluster shared by the session (offload[dask])
 
-  default      offload.run / offload.default_pool()
-  thread       offload.Pool
-  interpreter  offload.InterpreterPool (Python 3.12+)
-  process      offload.ProcessPool
-  dask         offload.DaskPool on a LocalCluster shared by the session (offload[dask])
+A contract suite takes the module-scoped `kind` fixture (a Kind: a pool of the kind, made once
+for the module, the loop its coroutines run on, and what the kind's documentation promises)
+and, where a test needs them, `new_pool` (pools of the kind made for one test) and `blocker`
+(holds workers of any kind until released). The work the suites send lives in cpu_work.py,
+importable by worker interpreters, worker processes and Dask's workers.
+
+Where the kinds' documentation promises differently, a test reads kind.promises (each field
+says where the promise is written) and asserts what that kind promises: no test skips a kind
+silently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
+import logging
+import os
 import platform
 import sys
+import threading
+import time
+import uuid
 import warnings
-from typing import Any, Iterator, List, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
+import cpu_work
 import offload
+from conftest import new_loop
 
 KINDS = ["default", "thread", "interpreter", "process", "dask"]
+CONTRACT_KINDS = ["default", "thread", "thread-uvloop", "interpreter", "process", "dask"]
 WORKERS = 2
+TIMEOUT = 30.0  # the bound of every wait in the contract suites; each normally takes milliseconds
 
 
 def skip_reason(kind: str) -> Optional[str]:
@@ -40,44 +60,59 @@ def skip_reason(kind: str) -> Optional[str]:
 
 
 _cluster: Any = None
-_opened: List[Any] = []
 
 
 def dask_cluster() -> Any:
     """One LocalCluster (two worker processes, one thread each), made on first use.
 
+    No call of the contract suites is retried: a worker that dies fails its call at once
+    (allowed-failures 0), which keeps the one test that loses a worker short.
+
     Its scheduler runs in this process. On CPython 3.13.0, creating subinterpreters while it
     runs crashes the process (free(): invalid pointer), with or without offload (reproduced
-    with the _interpreters module alone): suites must not start InterpreterPools while it is
-    open, which is why KINDS lists "dask" last and close_session() closes it."""
+    with the _interpreters module alone): an InterpreterPool is never started while it is open
+    (make_pool closes it first), and the suites list "dask" last so that it opens once a
+    module's other kinds are done."""
     global _cluster
     if _cluster is None:
+        import dask
         import distributed
 
-        _cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            _cluster = distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                silence_logs=logging.CRITICAL,  # calls fail on purpose: no log of each
+            )
     return _cluster
 
 
-def make_pool(kind: str) -> Any:
+def close_session() -> None:
+    global _cluster
+    if _cluster is not None:
+        _cluster.close()
+        _cluster = None
+
+
+def make_pool(kind: str, workers: int = WORKERS, name: Optional[str] = None) -> Any:
+    """A pool of the kind (the default pool for "default"), from outside any loop; `name` names
+    a native pool's threads. A DaskPool is not started: it belongs to the loop that starts it."""
+    named = {} if name is None else {"name": name}
+    kind = kind.split("-")[0]
     reason = skip_reason(kind)
     if reason is not None:
         pytest.skip(reason)
     if kind == "default":
         return offload.default_pool()
     if kind == "thread":
-        pool: Any = offload.Pool(WORKERS, name="contract")
-    elif kind == "interpreter":
+        return offload.Pool(workers, **(named or {"name": "contract"}))
+    if kind == "interpreter":
+        close_session()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*gh-119213", category=RuntimeWarning)
-            pool = offload.InterpreterPool(WORKERS)
-    elif kind == "process":
-        pool = offload.ProcessPool(WORKERS)
-    else:
-        pool = offload.DaskPool(dask_cluster().scheduler_address)
-    _opened.append(pool)
-    return pool
+            return offload.InterpreterPool(workers, **named)
+    if kind == "process":
+        return offload.ProcessPool(workers, **named)
+    return offload.DaskPool(dask_cluster().scheduler_address)
 
 
 def close_pool(pool: Any) -> None:
@@ -97,27 +132,352 @@ def close_pool(pool: Any) -> None:
     pool.shutdown(wait=True)
 
 
-def close_session() -> None:
-    global _cluster
-    if _cluster is not None:
-        _cluster.close()
-        _cluster = None
+# -- what each kind promises, where the kinds differ --------------------------------------
 
 
-@pytest.fixture(params=KINDS)
-def pool_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@dataclass(frozen=True)
+class Promises:
+    context: bool
+    """The call runs in a copy of the caller's contextvars context (Pool.run, as
+    asyncio.to_thread). InterpreterPool, ProcessPool, DaskPool: "contextvars are not carried
+    over" (their docstrings, docs/guides/choosing-a-pool.md, docs/guides/dask.md)."""
+    local: bool
+    """The call runs in this interpreter: its exception is raised as the call raised it, with its
+    frames. Elsewhere it comes back with its type and message, the worker's traceback as text
+    in __cause__, a RemoteTraceback (ProcessPool.run, DaskPool)."""
+    sees_cancellation: bool
+    """offload.cancelled() turns true inside a running call asked to stop (offload.cancelled).
+    "offload.cancelled() is false in a worker interpreter / worker process / on a worker"."""
+    by_name: bool
+    """Functions travel by name: a lambda, a nested function or a function of an interactive
+    __main__ is refused at once with SendError (choosing-a-pool.md, "What can be sent"). Dask
+    pickles with cloudpickle: "lambdas and __main__ functions can be sent"."""
+    pickled: bool
+    """Arguments and results are pickled: what cannot be raises SendError naming it (CPU pools,
+    DaskPool). A thread pool passes objects by reference."""
+    own_pools: bool
+    """Pools of the kind can be made and shut down. The default pool is the process's own: "lives
+    as long as the process; shutting it down makes later offload.run calls raise" (lifecycle.md),
+    which would refuse every later test of the run."""
+    plain_with: bool
+    """`with pool:` shuts it down on leaving. DaskPool: "Only async with ... There is no plain
+    with" (closing a Dask client needs its loop)."""
+    running_cancel_refused: bool
+    """Future.cancel() of a running call returns False (offload.Future.cancel: "A running call
+    cannot be interrupted"). DaskFuture.cancel() "returns True unless the future is done": the
+    running call runs to its end on its worker and its result is dropped."""
+    map_counted_per_item: bool
+    """stats() counts a map as one call per item (DaskPool.stats); a native pool counts one call
+    per worker that took part (PoolStats: "A map counts one call per worker that took part")."""
+    map_fails_fast: bool
+    """A failing map raises at the first failure that arrives and cancels the calls still pending
+    (DaskPool.map). A native pool's map raises once its running blocks ended, "and no worker
+    takes a further block" (Pool.map)."""
+    base_exceptions: bool
+    """A call raising SystemExit or KeyboardInterrupt fails with it, as with any exception
+    (docs/reliability.md, "Errors"). False for DaskPool: see DASK_BASE_EXCEPTIONS_BUG."""
+    checked_timeouts: bool
+    """Future.result(timeout) and exception(timeout) refuse a timeout that is not a number with
+    an error naming it (docs/reliability.md, "Bad input": every public method). False for
+    DaskFuture: see DASK_RESULT_TIMEOUT_BUG."""
+    submit_before_shutdown_kept: bool
+    """A call submit() accepted before shutdown() runs (or, with cancel_pending, is cancelled)
+    (Pool.shutdown, DaskPool.shutdown: "once the calls in flight are done"). False for DaskPool:
+    see DASK_SUBMIT_THEN_SHUTDOWN_BUG."""
+
+
+_THREADS = dict(context=True, local=True, sees_cancellation=True, by_name=False, pickled=False,
+                plain_with=True, running_cancel_refused=True, map_counted_per_item=False,
+                map_fails_fast=False, base_exceptions=True, submit_before_shutdown_kept=True,
+                checked_timeouts=True)
+_CPU = dict(_THREADS, context=False, local=False, sees_cancellation=False, by_name=True, pickled=True)
+PROMISES: Dict[str, Promises] = {
+    "default": Promises(**_THREADS, own_pools=False),
+    "thread": Promises(**_THREADS, own_pools=True),
+    "interpreter": Promises(**_CPU, own_pools=True),
+    "process": Promises(**_CPU, own_pools=True),
+    "dask": Promises(**dict(_CPU, by_name=False, plain_with=False, running_cancel_refused=False,
+                            map_counted_per_item=True, map_fails_fast=True, base_exceptions=False,
+                            submit_before_shutdown_kept=False, checked_timeouts=False),
+                     own_pools=True),
+}
+
+DASK_BASE_EXCEPTIONS_BUG = (
+    "BUG: DaskPool: a call raising SystemExit or KeyboardInterrupt ends the Dask worker process "
+    "running it (Dask takes both for a dying worker): the call is run again on other workers "
+    "and fails with distributed.KilledWorker once allowed-failures workers died, instead of "
+    "raising SystemExit/KeyboardInterrupt, against 'An exception raised by a call comes back "
+    "with its type and message' (DaskPool) and docs/reliability.md's Errors promise"
+)
+DASK_SUBMIT_THEN_SHUTDOWN_BUG = (
+    "BUG: DaskPool: a call that submit() accepted from another thread (it returned a DaskFuture) "
+    "just before shutdown(wait=False) fails with RuntimeError('cannot submit to a pool that was "
+    "shut down') instead of running (or, with cancel_pending=True, being cancelled): submit() "
+    "hands the call to the pool's loop, which checks the closing flag that shutdown() set "
+    "meanwhile, against 'closes ... once the calls in flight are done' (DaskPool.shutdown)"
+)
+DASK_RESULT_TIMEOUT_BUG = (
+    "BUG: DaskFuture.result()/exception() take concurrent.futures' timeouts unchecked: "
+    "timeout='1' raises TypeError(\"'>' not supported between instances of 'str' and 'int'\"), "
+    "which names no parameter, and NaN or True are taken as waits, where every other offload "
+    "timeout refuses them naming 'timeout' (docs/reliability.md, Bad input)"
+)
+DASK_IMAP_LEFT_BUG = (
+    "BUG (found, not pinned down by a test: it shows in about one round in twenty): an imap of a "
+    "DaskPool left suspended (return or break in `async for`, the generator finalized later by "
+    "the loop) or closed after some of its calls were cancelled can cancel calls made after it "
+    "on the same pool: their Call is cancelled, so awaiting them raises CancelledError. The "
+    "suites give each test a DaskPool of its own, and make no call on a pool after cancelling "
+    "calls on it"
+)
+OWN_POOLS_SKIP = (
+    "the default pool is the process's own: it cannot be made anew, and shut down it would refuse "
+    "every later offload.run of this run (lifecycle.md); its Pool class is the thread kind's, and "
+    "test_contract_shutdown.py::test_the_default_pool_once_shut_down_refuses_offload_run checks "
+    "its shutdown in a fresh interpreter"
+)
+
+
+# What an error message must never be: pybind11's dispatch failure dump, or the text of a C++
+# exception that escaped (it names no parameter and means nothing to a Python user).
+UNCLEAR_MARKERS = (
+    "incompatible function arguments",
+    "incompatible constructor arguments",
+    "Invoked with",
+    "std::",
+    "vector::",
+    "bad_alloc",
+)
+
+
+def assert_clear(error: BaseException, *names: str) -> None:
+    """`error` is a TypeError or ValueError whose message names one of `names` (the bad
+    parameter) and does not leak pybind11's or C++'s own words."""
+    assert isinstance(error, (TypeError, ValueError)), f"{type(error).__name__}: {error}"
+    message = str(error)
+    assert any(name in message for name in names), f"{names} not named in: {message}"
+    for marker in UNCLEAR_MARKERS:
+        assert marker not in message, f"unclear message: {message}"
+
+
+class Kind:
+    """One kind under contract: a pool of it (made once for a module), the loop its coroutines
+    run on, and what its documentation promises.
+
+    The loop runs in a thread of its own for the module: the test's thread blocks on futures
+    (result(), shutdown(wait=True)) as any other thread would, and a DaskPool, which belongs to
+    the loop it started on, serves the whole module."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.base = name.split("-")[0]
+        self.promises = PROMISES[self.base]
+        reason = skip_reason(self.base)
+        if reason is not None:
+            pytest.skip(reason)
+        self.loop = new_loop("uvloop" if name.endswith("-uvloop") else "asyncio")
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"{name}-loop", daemon=True)
+        self._thread.start()
+        self.pool = self.make(WORKERS)
+
+    def make(self, workers: int, name: Optional[str] = None) -> Any:
+        """A pool of the kind, ready for calls from any thread (a DaskPool started on the loop)."""
+        pool = make_pool(self.base, workers, name)
+        if isinstance(pool, offload.DaskPool):
+            self.on_loop(pool.start)
+        return pool
+
+    def close(self) -> None:
+        try:
+            close_pool(self.pool)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(TIMEOUT)
+            self.loop.close()
+
+    def on_loop(self, main: Callable[[], Awaitable[Any]], timeout: float = TIMEOUT) -> Any:
+        """Runs main() on the kind's loop, within `timeout`; returns what it returns.
+
+        main() is the task's own coroutine, wrapped in nothing: a GeneratorExit that a call
+        raised reaches its frame (one thrown into an outer coroutine would close the inner
+        ones instead, as CPython closes a generator's delegate)."""
+        future = asyncio.run_coroutine_threadsafe(main(), self.loop)  # type: ignore[arg-type]
+        try:
+            return future.result(timeout)
+        except cf.TimeoutError:
+            future.cancel()
+            raise
+
+    def run(self, pool: Any) -> Callable[..., Any]:
+        """The kind's `run`: offload.run for the default pool (on the kind's loop)."""
+        return offload.run if pool is offload.default_pool() else pool.run
+
+    @staticmethod
+    def workers(pool: Any) -> int:
+        """How many calls run at once: a DaskPool's worker threads in the cluster."""
+        return pool.stats().workers if isinstance(pool, offload.DaskPool) else pool.workers
+
+    def scheduler_forgot(self, pool: Any, function: str) -> None:
+        """Returns once a DaskPool's scheduler has taken in every message its client sent so far
+        and holds no task of `function`: a call it released can then never start. At once for
+        the other kinds, whose queue a cancelled call leaves at once.
+
+        A client's messages reach the scheduler in order: a task submitted now (and released)
+        is known to the scheduler only after everything sent before it."""
+        if not isinstance(pool, offload.DaskPool):
+            return
+        prefix = f"{function}-"
+
+        async def forgotten() -> None:
+            flush = pool.client.submit(cpu_work.identity, None, key=f"flush-{uuid.uuid4()}", pure=False)
+            try:
+                deadline = time.monotonic() + TIMEOUT
+                while True:  # the scheduler offers nothing to wait on
+                    states = await pool.client.run_on_scheduler(_task_states)
+                    held = [key for key in states if key.startswith(prefix)]
+                    if flush.key in states and not held:
+                        return
+                    assert time.monotonic() < deadline, f"the scheduler still holds {held}"
+                    await asyncio.sleep(0.01)
+            finally:
+                flush.release()
+
+        self.on_loop(forgotten)
+
+    def settle(self, pool: Any, root: Path) -> None:
+        """Returns once every call submitted to `pool` before has ended or was dropped: one call
+        per worker, all running at once (cpu_work.meet), so every worker has finished what it ran
+        before, and calls start in the order they were submitted. On Dask, call
+        scheduler_forgot first: the probe calls go through a pool of their own (see
+        DASK_IMAP_LEFT_BUG), and a worker runs one call at a time."""
+        root.mkdir(exist_ok=True)
+        probe = self.make(WORKERS) if isinstance(pool, offload.DaskPool) else pool
+        try:
+            count = self.workers(pool)
+            paths = [str(root / f"meet-{time.monotonic_ns()}-{i}") for i in range(count)]
+            futures = [probe.submit(cpu_work.meet, path, paths, TIMEOUT) for path in paths]
+            for future in futures:
+                future.result(TIMEOUT)
+        finally:
+            if probe is not pool:
+                close_pool(probe)
+
+    def fresh_dask_pool(self) -> Iterator[None]:
+        """For each test, a DaskPool of its own on the kind's loop (30 ms to connect): what
+        one test leaves on a DaskPool cannot reach the next (see DASK_IMAP_LEFT_BUG)."""
+        if self.base != "dask":
+            yield
+            return
+        module_pool, self.pool = self.pool, self.make(WORKERS)
+        try:
+            yield
+        finally:
+            test_pool, self.pool = self.pool, module_pool
+            close_pool(test_pool)
+
+
+def _task_states(dask_scheduler: Any) -> Dict[str, str]:
+    """Run on a Dask scheduler: every task it holds, and its state."""
+    return {str(key): task.state for key, task in dask_scheduler.tasks.items()}
+
+
+class Blocker:
+    """Holds workers of any kind: a call of cpu_work.block (args() are its arguments) writes a
+    byte into a FIFO read here when it starts, and returns once release() created its release
+    file. Released at the latest when the test ends."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(exist_ok=True)
+        self.started_path = str(root / "started")
+        os.mkfifo(self.started_path)
+        # Opened first, non-blocking, so that a worker's non-blocking open for writing works.
+        self._fd = os.open(self.started_path, os.O_RDONLY | os.O_NONBLOCK)
+        # A writer of our own keeps the FIFO from reading as ended between the calls' writes.
+        self._writer = os.open(self.started_path, os.O_WRONLY | os.O_NONBLOCK)
+        self.release_path = str(root / "release")
+        self.started = 0
+
+    def args(self) -> Tuple[str, str, float]:
+        return (self.started_path, self.release_path, TIMEOUT)
+
+    def wait_started(self, count: int = 1) -> None:
+        """Returns once `count` more calls started."""
+        import select
+
+        goal = self.started + count
+        deadline = time.monotonic() + TIMEOUT
+        while self.started < goal:
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([self._fd], [], [], left)[0], "a blocked call never started"
+            self.started += len(os.read(self._fd, goal - self.started))
+
+    def hold(self, pool: Any, count: int) -> List[Any]:
+        """Submits `count` blocking calls and returns their futures once all of them run."""
+        futures = [pool.submit(cpu_work.block, *self.args()) for _ in range(count)]
+        self.wait_started(count)
+        return futures
+
+    def count_started(self) -> int:
+        """How many calls started so far (reads what is there, waits for nothing)."""
+        import select
+
+        while select.select([self._fd], [], [], 0)[0]:
+            self.started += len(os.read(self._fd, 64))
+        return self.started
+
+    def release(self) -> None:
+        cpu_work.touch(self.release_path)
+
+    def close(self) -> None:
+        self.release()
+        os.close(self._writer)
+        os.close(self._fd)
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=CONTRACT_KINDS)
+def kind(request: pytest.FixtureRequest) -> Iterator[Kind]:
+    """Module-scoped, so that pytest runs a module's tests kind by kind: the Dask cluster (last)
+    never runs while InterpreterPools start (see dask_cluster)."""
+    made = Kind(str(request.param))
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(autouse=True)
+def _dask_pool_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "kind" not in request.fixturenames:
+        yield
+        return
+    yield from request.getfixturevalue("kind").fresh_dask_pool()
 
 
 @pytest.fixture
-def any_pool(pool_kind: str) -> Iterator[Any]:
-    """A fresh pool of the parametrised kind (the default pool for "default")."""
-    pool = make_pool(pool_kind)
+def blocker(tmp_path: Path) -> Iterator[Blocker]:
+    made = Blocker(tmp_path / "blocker")
     try:
-        yield pool
+        yield made
     finally:
+        made.close()
+
+
+@pytest.fixture
+def new_pool(kind: Kind, blocker: Blocker) -> Iterator[Callable[..., Any]]:
+    """new_pool(workers=2): a pool of the kind for this test, shut down when it ends (after the
+    blocker let its calls go). Skips the default kind, stating why (OWN_POOLS_SKIP)."""
+    made: List[Any] = []
+
+    def make(workers: int = WORKERS) -> Any:
+        if not kind.promises.own_pools:
+            pytest.skip(OWN_POOLS_SKIP)
+        made.append(kind.make(workers))
+        return made[-1]
+
+    yield make
+    blocker.release()
+    for pool in made:
         close_pool(pool)
-
-
-def in_loop_runner() -> Optional[asyncio.AbstractEventLoop]:
-    return asyncio._get_running_loop()
