@@ -318,7 +318,10 @@ class _Process:
         return code
 
     def stop(self, timeout: float) -> None:
-        """Closes the pipe (the worker's cue to exit) and reaps the process."""
+        """Closes the pipe (the worker's cue to exit) and reaps the process. Only the pipe's
+        user may call it: the worker thread that owns the process, or any thread once the
+        worker threads are gone (closing an fd another thread reads would let that read
+        reach whatever file reuses the number)."""
         self.conn.close()
         self.process.join(timeout)
         if self.process.is_alive():
@@ -481,9 +484,13 @@ class ProcessPool(_PickledPool):
     def _interrupt(self) -> None:
         """Ctrl-C: queued calls are cancelled and the worker processes ended at once (they
         ignore SIGINT: Ctrl-C is the parent's decision), so the calls they run fail with
-        WorkerDied and nothing waits for them."""
+        WorkerDied and nothing waits for them. The pipes are left to their worker threads,
+        which see the end and close them (the shutdown helper closes those of idle ones)."""
         super()._interrupt()
-        self._stop_processes(timeout=0)
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
+            process.process.kill()
 
     def _after_fork_in_child(self) -> None:
         # The processes are the parent's children: forget them without touching them.
