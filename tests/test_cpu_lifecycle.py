@@ -440,3 +440,75 @@ def test_ctrl_c_ends_a_process_pool_at_once(tmp_path: Path) -> None:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+
+
+# --- thread snapshots ----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_INTERPRETERS, reason="InterpreterPool needs Python >= 3.12")
+def test_thread_snapshots_while_worker_interpreters_run_python() -> None:
+    # sys._current_frames() (Dask's profiler calls it every 10 ms in every process with a Dask
+    # scheduler) made objects for the worker interpreters' frames with the main interpreter's
+    # allocator; the workers freed them with their own: "free(): invalid pointer", a crash
+    # within a few hundred calls. The snapshots now wait for the workers to be out of Python.
+    result = run_python(
+        """
+        import threading
+        stop = threading.Event()
+        seen = []
+        def snapshots():
+            while not stop.is_set():
+                frames = sys._current_frames()
+                seen.append(threading.main_thread().ident in frames)
+                sys._current_exceptions()
+        watcher = threading.Thread(target=snapshots)
+        pool = new_pool(2)                  # starting interpreters run Python too
+        watcher.start()
+        try:
+            for _ in range(150):
+                futures = [pool.submit(cpu_work.collatz_steps, 10_000 + i) for i in range(4)]
+                assert [f.result(30) for f in futures] == [cpu_work.collatz_steps(10_000 + i) for i in range(4)]
+        finally:
+            stop.set()
+            watcher.join()
+            pool.shutdown()
+        print(json.dumps({"snapshots": len(seen), "all_saw_main": all(seen)}))
+        """,
+        kind="interpreter",
+    )
+    assert result.returncode == 0, result
+    report = last_json(result)
+    assert report["snapshots"] > 0 and report["all_saw_main"], report
+
+
+@pytest.mark.skipif(not HAS_INTERPRETERS, reason="InterpreterPool needs Python >= 3.12")
+def test_a_snapshot_waiting_for_a_long_call_lets_ctrl_c_through() -> None:
+    # The snapshot waits for the worker interpreter's call (a minute long); Ctrl-C, sent until
+    # the main thread reports it, must end that wait: the child is bounded by 30 s.
+    result = run_python(
+        """
+        import signal, threading, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        pool = new_pool(1)
+        pool.submit(time.sleep, 60)
+        while pool.stats().busy == 0:
+            time.sleep(0.01)
+        done = threading.Event()
+        def interrupt():
+            while not done.wait(0.1):
+                os.kill(os.getpid(), signal.SIGINT)
+        try:
+            threading.Thread(target=interrupt, daemon=True).start()
+            sys._current_frames()
+            print("returned")
+        except KeyboardInterrupt:
+            print("interrupted")
+        done.set()
+        sys.stdout.flush()
+        os._exit(0)
+        """,
+        kind="interpreter",
+        timeout=30,
+    )
+    assert result.returncode == 0, result
+    assert result.stdout.split() == ["interrupted"], result

@@ -1,9 +1,13 @@
 #include "interpreters.h"
 
 #include <exception>
+#include <optional>
 #include <string>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "python_runtime.h"
 
 namespace offload::py {
@@ -11,6 +15,69 @@ namespace offload::py {
 #if PY_VERSION_HEX >= 0x030C0000
 
 namespace {
+
+// The gate between worker interpreters running Python and a pause (interpreters.h). Python
+// never runs under mu_: it only guards the counts, and a worker or a pause holds the gate
+// itself as state (running_, paused_), never the mutex. Nobody waits on mu_ with a GIL held.
+class InterpreterGate {
+ public:
+  // A worker interpreter is about to run Python: waits while a pause is under way or asked
+  // for (pauses go first, so a busy pool cannot starve them). No GIL held.
+  void enter() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &InterpreterGate::open));
+    ++running_;
+  }
+  void leave() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    --running_;
+  }
+
+  // A pause asks first (closing the gate to new entries), then waits in slices until no
+  // worker interpreter runs Python (pause_by); `ask` is undone by pause_by's success or by
+  // give_up. No GIL held.
+  void ask() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    ++asking_;
+  }
+  bool pause_by(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    if (!mu_.AwaitWithDeadline(absl::Condition(this, &InterpreterGate::idle), deadline)) return false;
+    --asking_;
+    paused_ = true;
+    return true;
+  }
+  void give_up() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    --asking_;
+  }
+  void resume() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    paused_ = false;
+  }
+
+ private:
+  bool open() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !paused_ && asking_ == 0; }
+  bool idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ == 0 && !paused_; }
+
+  absl::Mutex mu_;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;  // worker interpreters running Python
+  int asking_ ABSL_GUARDED_BY(mu_) = 0;   // pauses waiting for them to stop
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Leaked: worker threads may still pass it while the process exits. After fork() the child
+// gets a fresh one (reset_interpreter_gate_after_fork): the parent's workers are not there.
+InterpreterGate* gate = new InterpreterGate;
+
+// Holds the gate while a worker interpreter runs Python. No GIL held on construction.
+class InterpreterScope {
+ public:
+  InterpreterScope() { gate->enter(); }
+  ~InterpreterScope() { gate->leave(); }
+  InterpreterScope(const InterpreterScope&) = delete;
+  InterpreterScope& operator=(const InterpreterScope&) = delete;
+};
 
 struct WorkerInterpreter {
   PyThreadState* tstate = nullptr;  // the subinterpreter's thread state on this thread
@@ -67,6 +134,11 @@ bool bootstrap_current(std::string* error) {
 // Creates and bootstraps this thread's subinterpreter. `main` is this thread's main thread
 // state; the main GIL is held through it on entry and on return.
 void try_start(PyThreadState* main) {
+  // Creating the interpreter runs Python in it (site, the bootstrap): pass the gate first,
+  // with the main GIL released (nobody waits on the gate holding a GIL).
+  PyEval_SaveThread();
+  InterpreterScope running;
+  PyEval_RestoreThread(main);
   PyInterpreterConfig config = {};
   config.use_main_obmalloc = 0;
   config.allow_fork = 0;
@@ -108,6 +180,7 @@ void stop_worker_interpreter() {
   PyThreadState* tstate = std::exchange(sub.tstate, nullptr);
   PyObject* run = std::exchange(sub.run, nullptr);
   if (tstate == nullptr || is_finalizing()) return;  // leaked rather than touch a dying runtime
+  InterpreterScope running;  // ending it runs Python in it
   PyEval_RestoreThread(tstate);
   Py_DECREF(run);
   Py_EndInterpreter(tstate);
@@ -139,6 +212,8 @@ PyObject* run_in_worker_interpreter(PyObject* payload) {
   std::string reply;
   std::string error;
   PyThreadState* main = PyEval_SaveThread();
+  std::optional<InterpreterScope> running;
+  running.emplace();
   PyEval_RestoreThread(sub.tstate);
   PyObject* arg = PyBytes_FromStringAndSize(data, size);
   PyObject* result = arg != nullptr ? PyObject_CallOneArg(sub.run, arg) : nullptr;
@@ -156,6 +231,7 @@ PyObject* run_in_worker_interpreter(PyObject* payload) {
   }
   Py_XDECREF(result);
   PyEval_SaveThread();
+  running.reset();
   PyEval_RestoreThread(main);
   if (!error.empty()) {
     PyErr_Format(PyExc_RuntimeError, "offload: the worker interpreter failed: %s", error.c_str());
@@ -164,10 +240,27 @@ PyObject* run_in_worker_interpreter(PyObject* payload) {
   return PyBytes_FromStringAndSize(reply.data(), static_cast<Py_ssize_t>(reply.size()));
 }
 
+PyObject* call_with_interpreters_paused(PyObject* fn) {
+  gate->ask();
+  const WaitEnd end = wait_without_gil([](absl::Time t) { return gate->pause_by(t); },
+                                       absl::InfiniteFuture());
+  if (end != WaitEnd::kReady) {  // Ctrl-C (the deadline is infinite)
+    gate->give_up();
+    return nullptr;
+  }
+  PyObject* result = PyObject_CallNoArgs(fn);
+  gate->resume();
+  return result;
+}
+
+void reset_interpreter_gate_after_fork() { gate = new InterpreterGate; }  // the old one leaked
+
 #else  // Python < 3.12: no own-GIL subinterpreters.
 
 void start_worker_interpreter(const std::string&) {}
 void stop_worker_interpreter() {}
+PyObject* call_with_interpreters_paused(PyObject* fn) { return PyObject_CallNoArgs(fn); }
+void reset_interpreter_gate_after_fork() {}
 
 PyObject* run_in_worker_interpreter(PyObject*) {
   PyErr_SetString(PyExc_RuntimeError,
@@ -189,12 +282,25 @@ PyMethodDef run_in_interpreter_def = {
     "Runs a pickled call in this InterpreterPool worker's own interpreter; returns the pickled\n"
     "reply. Only meaningful on an InterpreterPool worker thread."};
 
+PyObject* with_interpreters_paused(PyObject*, PyObject* fn) {
+  return call_with_interpreters_paused(fn);
+}
+
+PyMethodDef with_interpreters_paused_def = {
+    "with_interpreters_paused", with_interpreters_paused, METH_O,
+    "with_interpreters_paused(fn, /)\n--\n\n"
+    "Calls fn() while no InterpreterPool worker interpreter runs Python (waiting for those that\n"
+    "do to finish their call); returns what it returns."};
+
 }  // namespace
 
 void bind_interpreters(pybind11::module_& m) {
   m.attr("interpreters_supported") = kInterpretersSupported;
   m.add_object("run_in_interpreter", pybind11::reinterpret_steal<pybind11::object>(
                                          PyCFunction_NewEx(&run_in_interpreter_def, nullptr, m.ptr())));
+  m.add_object("with_interpreters_paused",
+               pybind11::reinterpret_steal<pybind11::object>(
+                   PyCFunction_NewEx(&with_interpreters_paused_def, nullptr, m.ptr())));
 }
 
 }  // namespace offload::py

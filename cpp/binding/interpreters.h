@@ -45,7 +45,24 @@ void stop_worker_interpreter();
 // main GIL is held on entry and on return, and released while the subinterpreter runs.
 PyObject* run_in_worker_interpreter(PyObject* payload);
 
-// Adds run_in_interpreter and interpreters_supported to the module.
+// Calls fn() (a new reference, or null with an exception set) while no worker interpreter runs
+// Python: it waits, without the GIL and letting Ctrl-C through, for those that do to finish
+// their call or their start, and holds new ones back until fn returns. Main GIL held.
+//
+// Why: sys._current_frames() and sys._current_exceptions() walk the thread states of every
+// interpreter and make Python objects for the frames they find with the calling interpreter's
+// allocator (CPython 3.12-3.13 at least). A worker interpreter later frees them with its own
+// allocator, which does not know them: the process crashes ("free(): invalid pointer").
+// Dask's profiler calls sys._current_frames() every 10 ms in every process that runs a Dask
+// scheduler or worker. offload._cpu wraps both functions with this while InterpreterPools
+// exist. A thread that a call started inside its subinterpreter and left running is not
+// covered (docs/design.md, "Thread snapshots").
+PyObject* call_with_interpreters_paused(PyObject* fn);
+
+// In a forked child: the parent's worker interpreters are not there; forget their state.
+void reset_interpreter_gate_after_fork();
+
+// Adds run_in_interpreter, with_interpreters_paused and interpreters_supported to the module.
 void bind_interpreters(pybind11::module_& m);
 
 }  // namespace offload::py

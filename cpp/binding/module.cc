@@ -76,6 +76,7 @@ PYBIND11_MODULE(_core, m) {
     // now, for Ctrl-C in blocking waits (it may not have been the parent's main thread).
     abandon_retired_pools_after_fork();
     reset_garbage_after_fork();
+    reset_interpreter_gate_after_fork();
     set_main_thread(PyThread_get_thread_ident());
   });
 }

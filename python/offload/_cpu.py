@@ -17,6 +17,7 @@ result or the exception. So results reach asyncio through the loop's notifier li
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import multiprocessing.connection
 import pickle
@@ -211,6 +212,25 @@ def _bootstrap_source() -> str:
     )
 
 
+def _guard_thread_snapshots() -> None:
+    """Wraps ``sys._current_frames`` and ``sys._current_exceptions`` (once) so that they run
+    while no worker interpreter runs Python: they make objects for every interpreter's frames
+    with the caller's allocator, which a worker interpreter cannot free (a crash; see
+    ``with_interpreters_paused`` in cpp/binding/interpreters.h). Dask's profiler calls the
+    first every 10 ms."""
+    for name in ("_current_frames", "_current_exceptions"):
+        original = getattr(sys, name, None)
+        if original is None or getattr(original, "__offload_paused__", False):
+            continue
+
+        def paused(original: Callable[[], Any] = original) -> Any:
+            return _core.with_interpreters_paused(original)
+
+        functools.update_wrapper(paused, original)
+        paused.__offload_paused__ = True  # type: ignore[attr-defined]
+        setattr(sys, name, paused)
+
+
 class InterpreterPool(_PickledPool):
     """Runs pure-Python functions in parallel: each worker is a native thread owning a
     subinterpreter with its own GIL (PEP 684; Python 3.12+).
@@ -226,7 +246,9 @@ class InterpreterPool(_PickledPool):
     share no state with the caller or each other (start from the caller's ``sys.path``);
     extension modules without subinterpreter support (numpy and many others) cannot be
     imported there: use :class:`ProcessPool` for those. :mod:`contextvars` are not carried
-    over and :func:`offload.cancelled` is false in a worker interpreter.
+    over and :func:`offload.cancelled` is false in a worker interpreter. Once an
+    InterpreterPool exists, ``sys._current_frames()`` and ``sys._current_exceptions()`` wait
+    for the calls in progress in worker interpreters (taken while they run, CPython crashes).
 
     Functions from the standard library qualify, and so do yours in a module (``crunch.py``
     with ``def score(doc): ...``, say). The example falls back to :class:`ProcessPool` before
@@ -264,6 +286,7 @@ class InterpreterPool(_PickledPool):
                 stacklevel=2,
             )
         count = check_count(workers, "workers")
+        _guard_thread_snapshots()
         self._start(_core.Pool(count, check_name(name), None, (), _bootstrap_source()))
 
     def _check_sendable(self, fn: Any) -> None:
