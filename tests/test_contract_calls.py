@@ -267,3 +267,56 @@ def test_stats_count_each_call_by_how_it_ended(kind: Kind, new_pool: Any) -> Non
         assert 1 <= map_calls <= 2  # one per worker that took part
     assert (s.workers, s.submitted, s.completed, s.failed, s.cancelled) == (2, 6 + map_calls, 4 + map_calls, 2, 0)
     assert (s.queued, s.busy) == (0, 0)
+
+
+# -- the future of submit -------------------------------------------------------------------
+
+DASK_STOP_ITERATION_BUG = (
+    "BUG: DaskPool: a call raising StopIteration fails its DaskFuture with RuntimeError("
+    "'coroutine raised StopIteration'): the call runs as a loop task, which turns the "
+    "StopIteration into RuntimeError (PEP 479), where the future of every other kind's "
+    "submit holds the StopIteration itself, as a concurrent.futures.Future can (only an "
+    "asyncio future cannot: test_stop_iteration_is_delivered_as_runtime_error_to_a_loop), "
+    "against DaskFuture.result(): 'raises its exception'"
+)
+
+
+@pytest.mark.parametrize("error", [ValueError, StopIteration], ids=lambda e: e.__name__)
+def test_a_submit_future_raises_the_calls_exception_and_returns_it_from_exception(
+    kind: Kind, error: type, request: pytest.FixtureRequest
+) -> None:
+    if error is StopIteration and kind.base == "dask":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=DASK_STOP_ITERATION_BUG))
+    if error is ValueError:
+        fut = kind.pool.submit(cpu_work.raise_value_error, "via submit")
+    else:
+        fut = kind.pool.submit(next, iter([]))
+    raised = fut.exception(TIMEOUT)
+    assert type(raised) is error
+    with pytest.raises(error) as again:
+        fut.result(TIMEOUT)
+    assert again.value is raised
+    assert fut.done() and not fut.cancelled()
+
+
+def test_running_tells_a_running_call_from_a_queued_one(kind: Kind, new_pool: Any, blocker: Blocker) -> None:
+    # DaskFuture.running() "is always false: a Dask client is not told when a task starts".
+    pool = new_pool(1)
+    running = blocker.hold(pool, kind.workers(pool))
+    queued = pool.submit(cpu_work.square, 3)
+    assert [f.running() for f in running] == [kind.base != "dask"] * len(running)
+    assert not any(f.done() for f in running)
+    assert not queued.running() and not queued.done()
+    blocker.release()
+    assert queued.result(TIMEOUT) == 9
+    assert not queued.running()
+
+
+def test_submit_returns_the_future_its_kind_documents(kind: Kind) -> None:
+    # offload.Future for the native pools (Pool.submit, InterpreterPool, ProcessPool), a
+    # DaskFuture (a concurrent.futures.Future) for DaskPool: both are offload.FutureLike.
+    fut = kind.pool.submit(cpu_work.square, 12)
+    documented = offload.DaskFuture if kind.base == "dask" else offload.Future
+    assert type(fut) is documented
+    assert isinstance(fut, offload.FutureLike)
+    assert fut.result(TIMEOUT) == 144
