@@ -1,10 +1,10 @@
 """Contract: map and imap, on every pool kind (pool_kinds.py).
 
-map: the results in input order, the iterable consumed at once, an empty input, the failure
-with the lowest index, and no further work once a call failed. imap: input order or completion
-order, the input read only as results are consumed (at most `window` calls in flight, four per
-worker by default), the first error ending the iteration, and leaving the loop early cancelling
-the calls not started. Bad arguments: test_contract_bad_input.py.
+map: the results in input order however the calls finish, the iterable consumed at once, an
+empty input, the failure with the lowest index, and no further work once a call failed. imap:
+input order or completion order, the input read only as results are consumed (at most `window`
+calls in flight, four per worker by default), the first error ending the iteration, and
+leaving the loop early cancelling the calls not started. Bad arguments: test_contract_bad_input.py.
 """
 
 from __future__ import annotations
@@ -42,6 +42,21 @@ def test_map_returns_the_results_in_input_order(kind: Kind) -> None:
         return await kind.pool.map(cpu_work.square, range(50))
 
     assert kind.on_loop(main) == [x * x for x in range(50)]
+
+
+def test_map_keeps_the_input_order_when_calls_finish_out_of_order(kind: Kind, blocker: Blocker) -> None:
+    # Item 0 is held until two calls started: at least one later item has run by then, and
+    # item 0 cannot finish before it is released.
+    items = [(cpu_work.block, (*blocker.args()[:2], TIMEOUT, "first"))]
+    items += [(cpu_work.signal_then, (blocker.started_path, i)) for i in range(1, 6)]
+
+    async def main() -> Any:
+        mapped = kind.pool.map(cpu_work.apply, items)
+        await asyncio.to_thread(blocker.wait_started, 2)
+        blocker.release()
+        return await mapped
+
+    assert kind.on_loop(main) == ["first", 1, 2, 3, 4, 5]
 
 
 def test_map_consumes_its_iterable_at_once(kind: Kind) -> None:
