@@ -281,3 +281,16 @@ def test_a_result_that_cannot_be_pickled_raises_send_error_when_awaited(
         return
     assert "generator" in str(outcome)
     assert isinstance(outcome.__cause__, offload.RemoteTraceback)
+
+
+def test_a_refused_callable_is_named_by_its_type(kind: Kind) -> None:
+    pool = kind.pool
+    with pytest.raises(TypeError, match=r"\bint\b"):
+        pool.submit(42)
+
+    async def main() -> None:
+        for call in (lambda: kind.run(pool)(b"x"), lambda: pool.map(b"x", [1]), lambda: pool.imap(b"x", [1])):
+            with pytest.raises(TypeError, match=r"\bbytes\b"):
+                call()
+
+    kind.on_loop(main)
