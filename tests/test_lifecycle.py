@@ -1,36 +1,13 @@
-"""Life cycle, each in a fresh interpreter: exit, fork, closed loops, garbage collection."""
+"""Life cycle, each in a fresh interpreter: exit, fork, closed loops, Ctrl-C.
+
+Exit with calls running and queued, and a pool dropped without shutdown, are contracts of
+every pool kind: test_contract_lifecycle.py."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
-from conftest import run_python, thread_count
-
-
-
-def test_exit_with_running_and_pending_work_completes_it() -> None:
-    result = run_python(
-        """
-        import threading, offload
-        started = threading.Event()
-        pool = offload.Pool(1)
-        def slow():
-            started.set()
-            threading.Event().wait(0.2)   # still running when the main thread exits
-            print("running call finished", flush=True)
-        pool.submit(slow)
-        for i in range(3):
-            pool.submit(print, "pending", i, flush=True)
-        started.wait(10)
-        print("main exits", flush=True)
-        """
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines == ["main exits", "running call finished", "pending 0", "pending 1", "pending 2"]
+from conftest import run_python
 
 
 def test_exit_with_work_on_the_default_pool_and_an_unawaited_run() -> None:
@@ -91,26 +68,6 @@ def test_fork_while_workers_are_busy() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.splitlines()) == ["child 32", "parent [True, True]", "status 0"]
-
-
-def test_garbage_collected_pool_lets_its_workers_exit() -> None:
-    # As ThreadPoolExecutor, a collected pool does not wait for its workers: they finish the
-    # queue and exit on their own (the exit hook joins what is left). No event marks an OS
-    # thread's end, so the kernel's list of this process's threads is polled.
-    import gc
-    import offload
-
-    before = thread_count()
-    pool = offload.Pool(3)
-    all_busy = threading.Barrier(3, timeout=30)
-    assert [f.result(timeout=30) for f in [pool.submit(all_busy.wait) for _ in range(3)]]
-    assert thread_count() == before + 3
-    del pool
-    gc.collect()
-    deadline = time.monotonic() + 30
-    while thread_count() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert thread_count() == before
 
 
 def test_raising_done_callback_does_not_hurt_the_worker() -> None:
