@@ -132,6 +132,16 @@ def close_pool(pool: Any) -> None:
     pool.shutdown(wait=True)
 
 
+def closed_counters(pool: Any) -> offload.PoolStats:
+    """Closes `pool` (close_pool), so that its counters are final, checks that every call it
+    accepted ended exactly one way, and returns the counters."""
+    close_pool(pool)
+    s = pool.stats()
+    assert (s.queued, s.busy) == (0, 0), s
+    assert s.submitted == s.completed + s.failed + s.cancelled, s
+    return s  # type: ignore[no-any-return]
+
+
 # -- what each kind promises, where the kinds differ --------------------------------------
 
 

@@ -22,7 +22,7 @@ import cpu_work
 import fault_work
 import offload
 from fault_work import BASE_EXCEPTIONS, Hostile, HostileCallable, HostileError
-from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, close_pool
+from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, close_pool, closed_counters
 from pool_kinds import _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401 (fixtures)
 
 ROUTES = ["run", "submit", "await-submit", "map", "imap"]
@@ -320,3 +320,69 @@ def test_submit_returns_the_future_its_kind_documents(kind: Kind) -> None:
     assert type(fut) is documented
     assert isinstance(fut, offload.FutureLike)
     assert fut.result(TIMEOUT) == 144
+
+
+# -- BaseException subclasses: the caller gets them, the worker goes on, the counters add up ---
+
+
+def skip_dask_base_exceptions(kind: Kind, name: str) -> None:
+    """Each SystemExit or KeyboardInterrupt costs a Dask worker: the bug is shown once, by
+    test_a_base_exception_reaches_the_caller_and_the_worker_goes_on[dask-submit-...]."""
+    if not kind.promises.base_exceptions and name in ("SystemExit", "KeyboardInterrupt"):
+        pytest.skip(f"shown through submit: {DASK_BASE_EXCEPTIONS_BUG}")
+
+
+@pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
+def test_base_exception_from_submit_reaches_result_and_exception(kind: Kind, new_pool: Any, name: str) -> None:
+    skip_dask_base_exceptions(kind, name)
+    exc_type = BASE_EXCEPTIONS[name]
+    pool = new_pool(1)
+    fut = pool.submit(fault_work.raise_base, name)
+    with pytest.raises(exc_type, match="from the call"):
+        fut.result(TIMEOUT)
+    assert type(fut.exception(TIMEOUT)) is exc_type
+    assert fut.done() and not fut.cancelled()
+    assert pool.submit(pow, 2, 5).result(TIMEOUT) == 32  # the worker survived
+    s = closed_counters(pool)
+    assert (s.submitted, s.completed, s.failed, s.cancelled) == (2, 1, 1, 0)
+
+
+@pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
+@pytest.mark.parametrize("route", ["submit", "run"])
+def test_base_exception_reaches_a_coroutine_awaiting_submit_or_run(
+    kind: Kind, new_pool: Any, name: str, route: str
+) -> None:
+    skip_dask_base_exceptions(kind, name)
+    exc_type = BASE_EXCEPTIONS[name]
+    pool = new_pool(1)
+    start = getattr(pool, route)  # the future of submit or the call of run: both awaitable
+
+    async def main() -> Any:
+        caught = None
+        try:
+            await start(fault_work.raise_base, name)
+        except exc_type as e:
+            caught = e
+        return caught, await start(pow, 2, 5)
+
+    caught, after = kind.on_loop(main)
+    assert type(caught) is exc_type and after == 32
+    s = closed_counters(pool)
+    assert (s.submitted, s.completed, s.failed) == (2, 1, 1)
+
+
+# -- objects whose __eq__ and __hash__ raise, through imap ------------------------------------
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+def test_hostile_results_and_errors_pass_through_imap(kind: Kind, ordered: bool) -> None:
+    pool = kind.pool
+
+    async def main() -> Any:
+        tags = [h.tag async for h in pool.imap(fault_work.make_hostile, range(4), ordered=ordered)]
+        with pytest.raises(HostileError, match="^x$"):
+            [r async for r in pool.imap(fault_work.raise_hostile, ["x"], ordered=ordered)]
+        return tags
+
+    tags = kind.on_loop(main)
+    assert (tags if ordered else sorted(tags)) == [0, 1, 2, 3]

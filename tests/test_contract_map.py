@@ -4,7 +4,9 @@ map: the results in input order however the calls finish, the iterable consumed 
 empty input, the failure with the lowest index, and no further work once a call failed. imap:
 input order or completion order, the input read only as results are consumed (at most `window`
 calls in flight, four per worker by default), the first error ending the iteration, and
-leaving the loop early cancelling the calls not started. Bad arguments: test_contract_bad_input.py.
+leaving the loop early cancelling the calls not started. A BaseException (SystemExit,
+KeyboardInterrupt, GeneratorExit, one of the user's own) ends a map or an imap as any
+exception does. Bad arguments: test_contract_bad_input.py.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any, Iterator, List
 import pytest
 
 import cpu_work
-from pool_kinds import TIMEOUT, Blocker, Kind
+import fault_work
+from fault_work import BASE_EXCEPTIONS
+from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, closed_counters
 from pool_kinds import DASK_IMAP_LEFT_BUG, _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401
 
 
@@ -248,3 +252,79 @@ def test_leaving_imap_early_cancels_the_calls_not_started(
     assert not marker.exists()
     assert blocker.count_started() == workers
     assert pool.stats().cancelled - cancelled_before >= 1
+
+
+# -- BaseException subclasses end a map or an imap as any exception does ----------------------
+
+
+def skip_dask_base_exceptions(kind: Kind, name: str) -> None:
+    """Each SystemExit or KeyboardInterrupt costs a Dask worker: the bug is shown once, by
+    test_contract_calls.py::test_a_base_exception_reaches_the_caller_and_the_worker_goes_on."""
+    if not kind.promises.base_exceptions and name in ("SystemExit", "KeyboardInterrupt"):
+        pytest.skip(f"shown through submit: {DASK_BASE_EXCEPTIONS_BUG}")
+
+
+@pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
+def test_base_exception_from_map_is_raised_and_stops_the_map(
+    kind: Kind, new_pool: Any, blocker: Blocker, tmp_path: Path, name: str
+) -> None:
+    skip_dask_base_exceptions(kind, name)
+    exc_type = BASE_EXCEPTIONS[name]
+    raising = (fault_work.raise_base, (name,))
+    if kind.promises.map_fails_fast:
+        # As test_a_failing_map_starts_no_further_item: raised as it arrives, while the other
+        # calls are held; every call still pending is cancelled.
+        pool = kind.pool
+
+        async def fails_fast() -> Any:
+            with pytest.raises(exc_type, match="from the call"):
+                await pool.map(cpu_work.apply, [raising] + [(cpu_work.block, blocker.args())] * 6)
+
+        kind.on_loop(fails_fast)
+        assert blocker.count_started() >= 1
+        kind.scheduler_forgot(pool, "apply")
+        return
+    pool = new_pool(1)  # one worker: items run in order
+    log = str(tmp_path / "log")
+    items = [(cpu_work.append_line, (log, str(x))) for x in range(6)]
+    items[2] = raising
+
+    async def main() -> Any:
+        with pytest.raises(exc_type, match="from the call"):
+            await pool.map(cpu_work.apply, items)
+        return await pool.map(abs, [-1, -2])
+
+    assert kind.on_loop(main) == [1, 2]
+    assert Path(log).read_text().split() == ["0", "1"]  # no item started after the failure
+    assert closed_counters(pool).submitted == 2  # one worker: one task per map
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+@pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
+def test_base_exception_from_imap_ends_the_iteration(kind: Kind, new_pool: Any, name: str, ordered: bool) -> None:
+    if name == "GeneratorExit" and ordered:
+        pytest.skip(
+            "CPython: a GeneratorExit raised at an await inside an async generator leaves the "
+            "generator marked running (aclose() then fails); plain asyncio futures do the same"
+        )
+    skip_dask_base_exceptions(kind, name)
+    exc_type = BASE_EXCEPTIONS[name]
+    pool = new_pool(1)
+    items = [(cpu_work.identity, (x,)) for x in range(6)]
+    items[2] = (fault_work.raise_base, (name,))
+
+    async def main() -> Any:
+        got: List[Any] = []
+        caught = None
+        try:
+            async for r in pool.imap(cpu_work.apply, items, ordered=ordered, window=1):
+                got.append(r)
+        except exc_type as e:
+            caught = e
+        return caught, got, [r async for r in pool.imap(abs, [-3], ordered=ordered)]
+
+    caught, got, after = kind.on_loop(main)
+    assert type(caught) is exc_type
+    assert got == [0, 1] and after == [3]
+    s = closed_counters(pool)
+    assert (s.submitted, s.failed) == (4, 1)  # window=1: item 3 was never submitted
