@@ -116,16 +116,6 @@ def base_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def counters_add_up(pool: Any) -> offload.PoolStats:
-    """Shuts a native `pool` down (joining its workers, so that the counters are final), checks
-    that every accepted call ended exactly one way, and returns the counters."""
-    pool.shutdown(wait=True)
-    s = pool.stats()
-    assert s.queued == 0 and s.busy == 0
-    assert s.submitted == s.completed + s.failed + s.cancelled, s
-    return s
-
-
 # -- finalizers: objects offload drops, and what their __del__ reports ------------------------
 
 

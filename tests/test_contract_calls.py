@@ -22,7 +22,8 @@ import cpu_work
 import fault_work
 import offload
 from fault_work import BASE_EXCEPTIONS, Hostile, HostileCallable, HostileError
-from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, close_pool, closed_counters
+from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, close_pool, counters_add_up
+from pool_kinds import skip_dask_base_exceptions
 from pool_kinds import _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401 (fixtures)
 
 ROUTES = ["run", "submit", "await-submit", "map", "imap"]
@@ -325,13 +326,6 @@ def test_submit_returns_the_future_its_kind_documents(kind: Kind) -> None:
 # -- BaseException subclasses: the caller gets them, the worker goes on, the counters add up ---
 
 
-def skip_dask_base_exceptions(kind: Kind, name: str) -> None:
-    """Each SystemExit or KeyboardInterrupt costs a Dask worker: the bug is shown once, by
-    test_a_base_exception_reaches_the_caller_and_the_worker_goes_on[dask-submit-...]."""
-    if not kind.promises.base_exceptions and name in ("SystemExit", "KeyboardInterrupt"):
-        pytest.skip(f"shown through submit: {DASK_BASE_EXCEPTIONS_BUG}")
-
-
 @pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
 def test_base_exception_from_submit_reaches_result_and_exception(kind: Kind, new_pool: Any, name: str) -> None:
     skip_dask_base_exceptions(kind, name)
@@ -343,7 +337,7 @@ def test_base_exception_from_submit_reaches_result_and_exception(kind: Kind, new
     assert type(fut.exception(TIMEOUT)) is exc_type
     assert fut.done() and not fut.cancelled()
     assert pool.submit(pow, 2, 5).result(TIMEOUT) == 32  # the worker survived
-    s = closed_counters(pool)
+    s = counters_add_up(pool)
     assert (s.submitted, s.completed, s.failed, s.cancelled) == (2, 1, 1, 0)
 
 
@@ -367,7 +361,7 @@ def test_base_exception_reaches_a_coroutine_awaiting_submit_or_run(
 
     caught, after = kind.on_loop(main)
     assert type(caught) is exc_type and after == 32
-    s = closed_counters(pool)
+    s = counters_add_up(pool)
     assert (s.submitted, s.completed, s.failed) == (2, 1, 1)
 
 

@@ -21,7 +21,7 @@ import pytest
 import cpu_work
 import fault_work
 from fault_work import BASE_EXCEPTIONS
-from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, closed_counters
+from pool_kinds import TIMEOUT, Blocker, Kind, counters_add_up, skip_dask_base_exceptions
 from pool_kinds import DASK_IMAP_LEFT_BUG, _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401
 
 
@@ -257,13 +257,6 @@ def test_leaving_imap_early_cancels_the_calls_not_started(
 # -- BaseException subclasses end a map or an imap as any exception does ----------------------
 
 
-def skip_dask_base_exceptions(kind: Kind, name: str) -> None:
-    """Each SystemExit or KeyboardInterrupt costs a Dask worker: the bug is shown once, by
-    test_contract_calls.py::test_a_base_exception_reaches_the_caller_and_the_worker_goes_on."""
-    if not kind.promises.base_exceptions and name in ("SystemExit", "KeyboardInterrupt"):
-        pytest.skip(f"shown through submit: {DASK_BASE_EXCEPTIONS_BUG}")
-
-
 @pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
 def test_base_exception_from_map_is_raised_and_stops_the_map(
     kind: Kind, new_pool: Any, blocker: Blocker, tmp_path: Path, name: str
@@ -296,7 +289,7 @@ def test_base_exception_from_map_is_raised_and_stops_the_map(
 
     assert kind.on_loop(main) == [1, 2]
     assert Path(log).read_text().split() == ["0", "1"]  # no item started after the failure
-    assert closed_counters(pool).submitted == 2  # one worker: one task per map
+    assert counters_add_up(pool).submitted == 2  # one worker: one task per map
 
 
 @pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
@@ -326,5 +319,5 @@ def test_base_exception_from_imap_ends_the_iteration(kind: Kind, new_pool: Any, 
     caught, got, after = kind.on_loop(main)
     assert type(caught) is exc_type
     assert got == [0, 1] and after == [3]
-    s = closed_counters(pool)
+    s = counters_add_up(pool)
     assert (s.submitted, s.failed) == (4, 1)  # window=1: item 3 was never submitted

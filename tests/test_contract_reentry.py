@@ -22,8 +22,9 @@ from typing import Any, List, Tuple
 import pytest
 
 import offload
-from conftest import ActsInDel, Gate, RaisesInDel, Unraisables, counters_add_up, held_then
+from conftest import ActsInDel, Gate, RaisesInDel, Unraisables, held_then
 from conftest import native_thread_name, run_python
+from pool_kinds import counters_add_up
 
 TIMEOUT = 30
 

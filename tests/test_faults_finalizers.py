@@ -15,7 +15,8 @@ import threading
 
 import pytest
 
-from conftest import Gate, RaisesInDel, Unraisables, counters_add_up, held_then, one_of_type
+from conftest import Gate, RaisesInDel, Unraisables, held_then, one_of_type
+from pool_kinds import counters_add_up
 
 TIMEOUT = 30.0  # the bound of every wait; each normally takes milliseconds
 

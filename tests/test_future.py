@@ -15,8 +15,9 @@ from typing import List
 
 import fault_work
 import offload
-from conftest import Gate, counters_add_up
+from conftest import Gate
 from fault_work import BASE_EXCEPTIONS
+from pool_kinds import counters_add_up
 
 TIMEOUT = 30.0  # the bound of every wait; each normally takes milliseconds
 

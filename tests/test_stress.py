@@ -14,7 +14,7 @@ import pytest
 
 import fault_work
 import offload
-from conftest import counters_add_up
+from pool_kinds import counters_add_up
 
 TIMEOUT = 30.0  # the bound of every wait; each normally takes milliseconds
 
