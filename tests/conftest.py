@@ -1,4 +1,21 @@
-"""Shared fixtures: every asyncio test runs on the default loop and on uvloop."""
+"""Shared fixtures: every asyncio test runs on the default loop and on uvloop.
+
+Rules every test file follows:
+
+- Tests are grouped by contract, not by pool: what every pool kind promises is a contract
+  suite (test_contract_*.py), run over every kind by pool_kinds.py; a component's own tests
+  (test_channel*.py, test_executor*.py, test_cpu_pools.py, test_dask.py...) check what only
+  that component does.
+- A test that exposes a bug is kept and marked ``xfail(strict=True)`` with a reason starting
+  with "BUG:", which says what happens and which documented promise it breaks; strict, so that
+  the fix makes it fail until the marker goes.
+- Nothing synchronises by sleeping: workers are held by the Gate below, by events, or by the
+  files and FIFOs of pool_kinds.Blocker, and every wait has a deadline.
+
+The fault model (what offload must survive: BaseExceptions from calls, raising and re-entrant
+finalizers, hostile objects, storms, bad arguments, interpreter exit) is listed with the tests
+that inject each fault in docs/reliability.md, "Faults".
+"""
 
 from __future__ import annotations
 
@@ -8,11 +25,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, List, NamedTuple
 
 import pytest
 
 import offload
+from fault_work import BASE_EXCEPTIONS
 
 try:
     import uvloop
@@ -90,6 +108,90 @@ def gate() -> Iterator[Gate]:
     g = Gate()
     yield g
     g.open()
+
+
+@pytest.fixture(params=list(BASE_EXCEPTIONS))
+def base_name(request: pytest.FixtureRequest) -> str:
+    """The name of each BaseException subclass a call may raise (fault_work.BASE_EXCEPTIONS)."""
+    return str(request.param)
+
+
+# -- finalizers: objects offload drops, and what their __del__ reports ------------------------
+
+
+class Reported(NamedTuple):
+    """One exception sys.unraisablehook received (no reference to it is kept)."""
+
+    type: type
+    message: str
+    thread_ident: int
+    native_name: str
+
+
+class Unraisables:
+    """Collects what sys.unraisablehook receives, on any thread; a test waits for it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.reported: List[Reported] = []
+
+    def hook(self, unraisable: Any) -> None:
+        error = unraisable.exc_value
+        with self._cond:
+            self.reported.append(
+                Reported(type(error), str(error), threading.get_ident(), native_thread_name())
+            )
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[List[Reported]], bool], timeout: float = 30.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self.reported), timeout)
+
+    def of_type(self, error_type: type) -> List[Reported]:
+        with self._cond:
+            return [r for r in self.reported if r.type is error_type]
+
+
+@pytest.fixture
+def unraisables(monkeypatch: pytest.MonkeyPatch) -> Unraisables:
+    collector = Unraisables()
+    monkeypatch.setattr(sys, "unraisablehook", collector.hook)
+    return collector
+
+
+def one_of_type(error_type: type) -> Callable[[List[Reported]], bool]:
+    return lambda reported: any(r.type is error_type for r in reported)
+
+
+class RaisesInDel:
+    """A result whose finalizer raises."""
+
+    def __del__(self) -> None:
+        raise ValueError("__del__ of a dropped object")
+
+
+class ActsInDel:
+    """An object whose finalizer runs `act` (which re-enters offload)."""
+
+    def __init__(self, act: Callable[[], object]) -> None:
+        self.act = act
+
+    def __del__(self) -> None:
+        self.act()
+
+
+class Plain:
+    """A result that can be weakly referenced."""
+
+
+def held_then(gate: Gate, make: Callable[[], Any]) -> Callable[[], Any]:
+    """A call that waits at the gate, then returns make()."""
+
+    def call() -> Any:
+        gate.wait()
+        return make()
+
+    return call
 
 
 def native_thread_name() -> str:

@@ -280,6 +280,12 @@ def block(started_fifo, release_path, timeout=30.0, result="released"):
     return result
 
 
+def signal_then(started_fifo, value):
+    """Signals `started_fifo`, then returns `value` (a call that runs without waiting)."""
+    signal_fifo(started_fifo)
+    return value
+
+
 def block_item(args):
     """block() for map and imap: the item is its arguments."""
     return block(*args)

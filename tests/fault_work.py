@@ -1,6 +1,8 @@
-"""Work for the fault tests (test_faults.py) that must be importable by name: ProcessPool worker
-processes, InterpreterPool worker interpreters and subprocesses import it from here. Standard
-library only, module-level functions and classes, picklable."""
+"""Work for the fault tests (BaseExceptions from calls, hostile objects: the contract suites,
+test_executor.py, test_channel.py, test_stress.py...) that must be importable by name:
+ProcessPool worker processes, InterpreterPool worker interpreters, Dask's workers and
+subprocesses import it from here. Standard library only, module-level functions and classes,
+picklable."""
 
 from __future__ import annotations
 

@@ -132,6 +132,25 @@ def close_pool(pool: Any) -> None:
     pool.shutdown(wait=True)
 
 
+def counters_add_up(pool: Any) -> offload.PoolStats:
+    """Closes `pool` (close_pool: a native pool's workers are joined, a DaskPool's close is
+    waited for), so that its counters are final, checks that every call it accepted ended
+    exactly one way, and returns the counters."""
+    close_pool(pool)
+    s = pool.stats()
+    assert (s.queued, s.busy) == (0, 0), s
+    assert s.submitted == s.completed + s.failed + s.cancelled, s
+    return s  # type: ignore[no-any-return]
+
+
+def skip_dask_base_exceptions(kind: "Kind", name: str) -> None:
+    """Skips a SystemExit or KeyboardInterrupt case on a kind that does not promise them
+    (DaskPool, where each costs a worker): the bug is shown once, by
+    test_contract_calls.py::test_a_base_exception_reaches_the_caller_and_the_worker_goes_on."""
+    if not kind.promises.base_exceptions and name in ("SystemExit", "KeyboardInterrupt"):
+        pytest.skip(f"shown through submit: {DASK_BASE_EXCEPTIONS_BUG}")
+
+
 # -- what each kind promises, where the kinds differ --------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""offload.Channel and select: construction, ordering, close, cancellation, threads and loops.
+"""offload.Channel and select: construction, ordering, close, cancellation, threads and loops,
+and items that must never be compared or hashed.
 
 Synchronisation in these tests never relies on sleeping: a test that needs a party to be
 waiting polls ``ch.stats()`` (or an event) until it is, with a deadline so that a bug fails
@@ -18,6 +19,7 @@ import pytest
 
 import offload
 from conftest import new_loop
+from fault_work import Hostile
 
 DEADLINE = 10.0  # seconds any wait in these tests may take before the test fails
 
@@ -1338,3 +1340,35 @@ def test_a_send_taken_as_its_task_is_cancelled_ends_the_task_normally(arun, use_
         return got, outcome
 
     assert arun(main) == ("item", "sent")
+
+
+# ---------------------------------------------------------------------------------------------
+# objects whose __eq__ and __hash__ raise: a channel never compares or hashes its items
+
+
+def test_hostile_objects_pass_through_every_channel_operation(arun) -> None:
+    async def main() -> List[int]:
+        ch: offload.Channel[Hostile] = offload.Channel(1)
+        out: List[int] = []
+        await ch.send(Hostile(1))
+        out.append((await ch.recv()).tag)
+        ch.send_nowait(Hostile(2))
+        out.append(ch.recv_nowait().tag)
+        ch.send_blocking(Hostile(3), timeout=DEADLINE)
+        out.append(ch.recv_blocking(timeout=DEADLINE).tag)
+        offload.select_nowait(ch.send_op(Hostile(4)))
+        out.append(offload.select_nowait(ch.recv_op()).value.tag)
+        offload.select_blocking(ch.send_op(Hostile(5)), timeout=DEADLINE)
+        out.append(offload.select_blocking(ch.recv_op(), timeout=DEADLINE).value.tag)
+        await offload.select(ch.send_op(Hostile(6)), timeout=DEADLINE)
+        out.append((await offload.select(ch.recv_op(), timeout=DEADLINE)).value.tag)
+        rendezvous: offload.Channel[Hostile] = offload.Channel(0)  # a waiting sender's item
+        sender = asyncio.ensure_future(rendezvous.send(Hostile(7)))
+        out.append((await rendezvous.recv()).tag)
+        await sender
+        ch.send_nowait(Hostile(8))
+        ch.close()
+        out.extend([h.tag async for h in ch])
+        return out
+
+    assert arun(main) == [1, 2, 3, 4, 5, 6, 7, 8]

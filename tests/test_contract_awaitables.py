@@ -3,7 +3,8 @@
 Every pattern below runs over every pool kind (pool_kinds.py), for `run` and for `map`, on the
 default loop and on uvloop. In a running loop a call is a Call: the loop's future, which is
 also a coroutine; with no running loop it is a coroutine that starts the call when first
-awaited, on whatever loop awaits it.
+awaited, on whatever loop awaits it. The future of `submit` (offload.Future, DaskFuture),
+awaitable from any loop, is a coroutine for asyncio too: it goes through the same patterns.
 """
 
 from __future__ import annotations
@@ -199,6 +200,26 @@ NO_LOOP = [asyncio_run, run_until_complete, run_coroutine_threadsafe, made_witho
 def test_with_no_running_loop(pattern: Any, call: Any, pool: Any, loop_kind: str) -> None:
     make, expected = call
     assert pattern(make, loop_kind, pool) == expected
+
+
+# -- the future of submit: a coroutine for asyncio too (AwaitedAsCoroutine) -------------------
+
+
+@pytest.mark.parametrize("pattern", IN_LOOP, ids=lambda p: p.__name__)
+def test_the_future_of_submit_in_a_running_loop(pattern: Any, pool: Any, loop_kind: str) -> None:
+    make = lambda: pool.submit(cpu_work.square, 7)  # noqa: E731
+    assert on_fresh_loop(loop_kind, pool, lambda: pattern(make)) == 49
+
+
+@pytest.mark.parametrize("pattern", NO_LOOP, ids=lambda p: p.__name__)
+def test_the_future_of_submit_with_no_running_loop(pattern: Any, pool: Any, loop_kind: str) -> None:
+    if isinstance(pool, offload.DaskPool):
+        pytest.skip(
+            "a DaskPool's submit from outside its loop needs the pool started and its loop "
+            "running (DaskPool.submit): test_contract_calls.py submits from a thread"
+        )
+    make = lambda: pool.submit(cpu_work.square, 7)  # noqa: E731
+    assert pattern(make, loop_kind, pool) == 49
 
 
 def test_nothing_is_submitted_before_a_lazy_call_is_awaited(call: Any, pool: Any, loop_kind: str) -> None:

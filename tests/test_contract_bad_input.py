@@ -204,3 +204,93 @@ def test_what_cannot_be_pickled_is_named_where_calls_are_pickled(kind: Kind, whe
                 "item": "item 1 of cpu_work.identity (lock)"}[where]
     assert expected in outcome
     assert pool.stats().submitted == before
+
+
+def _closure() -> Callable[[Any], Any]:
+    factor = 1
+
+    def closure(x: Any) -> Any:
+        return x * factor
+
+    return closure
+
+
+@pytest.mark.parametrize("what", ["lambda", "nested", "closure", "__main__"])
+@pytest.mark.parametrize("route", ["submit", "run", "map"])
+def test_a_function_workers_cannot_import_is_refused_at_the_call_saying_what_can_be_sent(
+    kind: Kind, what: str, route: str
+) -> None:
+    # Refused by the call itself, not when awaited, with the way out in the message.
+    fn = _closure() if what == "closure" else FUNCTIONS[what]()
+    pool = kind.pool
+    before = pool.stats().submitted
+
+    def call() -> Any:
+        if route == "submit":
+            return pool.submit(fn, 7)
+        if route == "run":
+            return kind.run(pool)(fn, 7)
+        return pool.map(fn, [7])
+
+    async def main() -> Any:
+        if not kind.promises.by_name:  # threads call it; Dask sends it by value (cloudpickle)
+            return await call()
+        with pytest.raises(offload.SendError) as raised:
+            call()
+        return str(raised.value)
+
+    outcome = kind.on_loop(main)
+    if not kind.promises.by_name:
+        assert outcome == ([7] if route == "map" else 7)
+        return
+    if what == "__main__":
+        assert "__main__" in outcome
+    else:
+        assert "lambda" in outcome and "nested" in outcome, outcome  # what cannot be sent
+    assert pool.stats().submitted == before
+
+
+DASK_UNPICKLABLE_RESULT_BUG = (
+    "BUG: DaskPool: a result the worker cannot pickle fails the call with Dask's own TypeError "
+    "('Could not serialize object of type generator'), not SendError, and with no worker "
+    "traceback, where the process pools raise SendError naming it when the call is awaited "
+    "(choosing-a-pool.md, 'What can be sent'; pool_kinds.Promises.pickled: 'what cannot be "
+    "raises SendError naming it')"
+)
+
+
+@pytest.mark.parametrize("route", ["run", "submit"])
+def test_a_result_that_cannot_be_pickled_raises_send_error_when_awaited(
+    kind: Kind, route: str, request: pytest.FixtureRequest
+) -> None:
+    if kind.base == "dask":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=DASK_UNPICKLABLE_RESULT_BUG))
+    pool = kind.pool
+
+    async def main() -> Any:
+        call = kind.run(pool) if route == "run" else pool.submit
+        if not kind.promises.pickled:  # passed by reference: the generator itself arrives
+            return list(await call(cpu_work.return_generator))
+        with pytest.raises(offload.SendError) as raised:
+            await call(cpu_work.return_generator)
+        return raised.value
+
+    outcome = kind.on_loop(main)
+    if not kind.promises.pickled:
+        assert outcome == [0, 1, 2]
+        return
+    assert "generator" in str(outcome)
+    assert isinstance(outcome.__cause__, offload.RemoteTraceback)
+
+
+def test_a_refused_callable_is_named_by_its_type(kind: Kind) -> None:
+    pool = kind.pool
+    with pytest.raises(TypeError, match=r"\bint\b"):
+        pool.submit(42)
+
+    async def main() -> None:
+        for call in (lambda: kind.run(pool)(b"x"), lambda: pool.map(b"x", [1]), lambda: pool.imap(b"x", [1])):
+            with pytest.raises(TypeError, match=r"\bbytes\b"):
+                call()
+
+    kind.on_loop(main)

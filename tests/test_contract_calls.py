@@ -22,7 +22,8 @@ import cpu_work
 import fault_work
 import offload
 from fault_work import BASE_EXCEPTIONS, Hostile, HostileCallable, HostileError
-from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, close_pool
+from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, close_pool, counters_add_up
+from pool_kinds import skip_dask_base_exceptions
 from pool_kinds import _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401 (fixtures)
 
 ROUTES = ["run", "submit", "await-submit", "map", "imap"]
@@ -267,3 +268,115 @@ def test_stats_count_each_call_by_how_it_ended(kind: Kind, new_pool: Any) -> Non
         assert 1 <= map_calls <= 2  # one per worker that took part
     assert (s.workers, s.submitted, s.completed, s.failed, s.cancelled) == (2, 6 + map_calls, 4 + map_calls, 2, 0)
     assert (s.queued, s.busy) == (0, 0)
+
+
+# -- the future of submit -------------------------------------------------------------------
+
+DASK_STOP_ITERATION_BUG = (
+    "BUG: DaskPool: a call raising StopIteration fails its DaskFuture with RuntimeError("
+    "'coroutine raised StopIteration'): the call runs as a loop task, which turns the "
+    "StopIteration into RuntimeError (PEP 479), where the future of every other kind's "
+    "submit holds the StopIteration itself, as a concurrent.futures.Future can (only an "
+    "asyncio future cannot: test_stop_iteration_is_delivered_as_runtime_error_to_a_loop), "
+    "against DaskFuture.result(): 'raises its exception'"
+)
+
+
+@pytest.mark.parametrize("error", [ValueError, StopIteration], ids=lambda e: e.__name__)
+def test_a_submit_future_raises_the_calls_exception_and_returns_it_from_exception(
+    kind: Kind, error: type, request: pytest.FixtureRequest
+) -> None:
+    if error is StopIteration and kind.base == "dask":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=DASK_STOP_ITERATION_BUG))
+    if error is ValueError:
+        fut = kind.pool.submit(cpu_work.raise_value_error, "via submit")
+    else:
+        fut = kind.pool.submit(next, iter([]))
+    raised = fut.exception(TIMEOUT)
+    assert type(raised) is error
+    with pytest.raises(error) as again:
+        fut.result(TIMEOUT)
+    assert again.value is raised
+    assert fut.done() and not fut.cancelled()
+
+
+def test_running_tells_a_running_call_from_a_queued_one(kind: Kind, new_pool: Any, blocker: Blocker) -> None:
+    # DaskFuture.running() "is always false: a Dask client is not told when a task starts".
+    pool = new_pool(1)
+    running = blocker.hold(pool, kind.workers(pool))
+    queued = pool.submit(cpu_work.square, 3)
+    assert [f.running() for f in running] == [kind.base != "dask"] * len(running)
+    assert not any(f.done() for f in running)
+    assert not queued.running() and not queued.done()
+    blocker.release()
+    assert queued.result(TIMEOUT) == 9
+    assert not queued.running()
+
+
+def test_submit_returns_the_future_its_kind_documents(kind: Kind) -> None:
+    # offload.Future for the native pools (Pool.submit, InterpreterPool, ProcessPool), a
+    # DaskFuture (a concurrent.futures.Future) for DaskPool: both are offload.FutureLike.
+    fut = kind.pool.submit(cpu_work.square, 12)
+    documented = offload.DaskFuture if kind.base == "dask" else offload.Future
+    assert type(fut) is documented
+    assert isinstance(fut, offload.FutureLike)
+    assert fut.result(TIMEOUT) == 144
+
+
+# -- BaseException subclasses: the caller gets them, the worker goes on, the counters add up ---
+
+
+@pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
+def test_base_exception_from_submit_reaches_result_and_exception(kind: Kind, new_pool: Any, name: str) -> None:
+    skip_dask_base_exceptions(kind, name)
+    exc_type = BASE_EXCEPTIONS[name]
+    pool = new_pool(1)
+    fut = pool.submit(fault_work.raise_base, name)
+    with pytest.raises(exc_type, match="from the call"):
+        fut.result(TIMEOUT)
+    assert type(fut.exception(TIMEOUT)) is exc_type
+    assert fut.done() and not fut.cancelled()
+    assert pool.submit(pow, 2, 5).result(TIMEOUT) == 32  # the worker survived
+    s = counters_add_up(pool)
+    assert (s.submitted, s.completed, s.failed, s.cancelled) == (2, 1, 1, 0)
+
+
+@pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
+@pytest.mark.parametrize("route", ["submit", "run"])
+def test_base_exception_reaches_a_coroutine_awaiting_submit_or_run(
+    kind: Kind, new_pool: Any, name: str, route: str
+) -> None:
+    skip_dask_base_exceptions(kind, name)
+    exc_type = BASE_EXCEPTIONS[name]
+    pool = new_pool(1)
+    start = getattr(pool, route)  # the future of submit or the call of run: both awaitable
+
+    async def main() -> Any:
+        caught = None
+        try:
+            await start(fault_work.raise_base, name)
+        except exc_type as e:
+            caught = e
+        return caught, await start(pow, 2, 5)
+
+    caught, after = kind.on_loop(main)
+    assert type(caught) is exc_type and after == 32
+    s = counters_add_up(pool)
+    assert (s.submitted, s.completed, s.failed) == (2, 1, 1)
+
+
+# -- objects whose __eq__ and __hash__ raise, through imap ------------------------------------
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+def test_hostile_results_and_errors_pass_through_imap(kind: Kind, ordered: bool) -> None:
+    pool = kind.pool
+
+    async def main() -> Any:
+        tags = [h.tag async for h in pool.imap(fault_work.make_hostile, range(4), ordered=ordered)]
+        with pytest.raises(HostileError, match="^x$"):
+            [r async for r in pool.imap(fault_work.raise_hostile, ["x"], ordered=ordered)]
+        return tags
+
+    tags = kind.on_loop(main)
+    assert (tags if ordered else sorted(tags)) == [0, 1, 2, 3]

@@ -1,9 +1,10 @@
 """Contract: cancellation, on every pool kind (pool_kinds.py).
 
 A call that has not started never runs once it is cancelled, however it is cancelled: the
-awaiting task, the call itself, a timeout, Future.cancel(), the task awaiting a map. A running
-call cannot be interrupted: where the kind promises it, offload.cancelled() turns true inside
-it; DaskFuture.cancel() drops its result instead (pool_kinds.Promises). Leaving an imap early:
+awaiting task, the call itself, a timeout, Future.cancel(), a task awaiting the future of
+submit, the task awaiting a map (before it started or while it runs). A running call cannot be
+interrupted: where the kind promises it, offload.cancelled() turns true inside it;
+DaskFuture.cancel() drops its result instead (pool_kinds.Promises). Leaving an imap early:
 test_contract_map.py; shutdown(cancel_pending=True): test_contract_shutdown.py.
 """
 
@@ -34,7 +35,11 @@ def released_and_settled(kind: Kind, blocker: Blocker, tmp_path: Path, function:
     kind.settle(kind.pool, tmp_path / "settle")
 
 
-@pytest.mark.parametrize("how", ["awaiting-task", "call", "timeout"])
+async def awaited(fut: Any) -> Any:
+    return await fut
+
+
+@pytest.mark.parametrize("how", ["awaiting-task", "task-awaiting-submit", "call", "timeout"])
 def test_a_call_cancelled_before_it_started_never_runs(
     kind: Kind, blocker: Blocker, tmp_path: Path, how: str
 ) -> None:
@@ -44,12 +49,18 @@ def test_a_call_cancelled_before_it_started_never_runs(
     cancelled_before = kind.pool.stats().cancelled
 
     async def main() -> None:
-        if how == "awaiting-task":
-            task = asyncio.ensure_future(run(cpu_work.touch, str(marker)))
+        if how in ("awaiting-task", "task-awaiting-submit"):
+            if how == "awaiting-task":
+                task = asyncio.ensure_future(run(cpu_work.touch, str(marker)))
+            else:  # a task awaiting the future of submit cancels that future
+                fut = kind.pool.submit(cpu_work.touch, str(marker))
+                task = asyncio.ensure_future(awaited(fut))
             await asyncio.sleep(0)  # the task awaits its call
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            if how == "task-awaiting-submit":
+                assert fut.cancelled()
         elif how == "call":
             call = run(cpu_work.touch, str(marker))
             assert call.cancel()
@@ -96,6 +107,27 @@ def test_cancelling_the_task_awaiting_a_map_stops_the_items_not_started(
     kind.on_loop(main)
     released_and_settled(kind, blocker, tmp_path, "touch")
     assert [m.name for m in markers if m.exists()] == []
+
+
+def test_cancelling_a_running_map_stops_the_items_not_started(
+    kind: Kind, blocker: Blocker, tmp_path: Path
+) -> None:
+    # Every item blocks: the map holds every worker when its awaiting task is cancelled. The
+    # items a worker already took run to their end (a native pool's workers take blocks of
+    # items); no other item starts.
+    items = [blocker.args()] * 100
+    workers = kind.workers(kind.pool)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(kind.pool.map(cpu_work.block_item, items))
+        await asyncio.to_thread(blocker.wait_started, workers)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    kind.on_loop(main)
+    released_and_settled(kind, blocker, tmp_path, "block_item")
+    assert workers <= blocker.count_started() < len(items)
 
 
 @pytest.mark.parametrize("how", ["future-cancel", "awaiting-task"])

@@ -11,13 +11,13 @@ import asyncio
 import gc
 import threading
 import weakref
-from typing import Any, List
+from typing import Any, Dict, List
 
 import pytest
 
 import offload
 from offload import _core
-from conftest import new_loop, run_python
+from conftest import Gate, Plain, held_then, new_loop, run_python
 
 TIMEOUT = 30
 
@@ -71,6 +71,36 @@ def test_calls_never_awaited_still_run_after_their_loop_closes(loop_kind: str) -
     finally:
         gate.set()
         pool.shutdown(wait=True)
+
+
+def test_a_result_for_a_loop_closed_meanwhile_is_released_without_another_loop(
+    one_worker, gate: Gate, loop_kind: str
+) -> None:
+    # Was a known limit (a strict xfail): the result of a call still running when its loop
+    # closed, and the loop, stayed alive until another loop first used offload. The loop's
+    # close() now detaches it at once: the result is released when the call ends.
+    refs: Dict[str, "weakref.ref[Any]"] = {}
+
+    def make() -> Plain:
+        result = Plain()
+        refs["result"] = weakref.ref(result)
+        return result
+
+    async def leave() -> None:
+        refs["loop"] = weakref.ref(asyncio.get_running_loop())
+        one_worker.run(held_then(gate, make))  # never awaited: the loop closes first
+
+    loop = new_loop(loop_kind)
+    loop.run_until_complete(leave())
+    assert gate.entered.wait(TIMEOUT)  # running, held, when the loop closes
+    loop.close()
+    del loop
+    gate.open()
+    one_worker.shutdown(wait=True)
+    gc.collect()
+    assert refs["result"]() is None, "the result of the call is still alive"
+    assert refs["loop"]() is None, "the closed loop is still alive"
+
 
 def test_a_loop_dropped_without_close_is_detached_when_collected() -> None:
     loop = asyncio.new_event_loop()

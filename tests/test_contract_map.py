@@ -1,10 +1,12 @@
 """Contract: map and imap, on every pool kind (pool_kinds.py).
 
-map: the results in input order, the iterable consumed at once, an empty input, the failure
-with the lowest index, and no further work once a call failed. imap: input order or completion
-order, the input read only as results are consumed (at most `window` calls in flight, four per
-worker by default), the first error ending the iteration, and leaving the loop early cancelling
-the calls not started. Bad arguments: test_contract_bad_input.py.
+map: the results in input order however the calls finish, the iterable consumed at once, an
+empty input, the failure with the lowest index, and no further work once a call failed. imap:
+input order or completion order, the input read only as results are consumed (at most `window`
+calls in flight, four per worker by default), the first error ending the iteration, and
+leaving the loop early cancelling the calls not started. A BaseException (SystemExit,
+KeyboardInterrupt, GeneratorExit, one of the user's own) ends a map or an imap as any
+exception does. Bad arguments: test_contract_bad_input.py.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any, Iterator, List
 import pytest
 
 import cpu_work
-from pool_kinds import TIMEOUT, Blocker, Kind
+import fault_work
+from fault_work import BASE_EXCEPTIONS
+from pool_kinds import TIMEOUT, Blocker, Kind, counters_add_up, skip_dask_base_exceptions
 from pool_kinds import DASK_IMAP_LEFT_BUG, _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401
 
 
@@ -42,6 +46,21 @@ def test_map_returns_the_results_in_input_order(kind: Kind) -> None:
         return await kind.pool.map(cpu_work.square, range(50))
 
     assert kind.on_loop(main) == [x * x for x in range(50)]
+
+
+def test_map_keeps_the_input_order_when_calls_finish_out_of_order(kind: Kind, blocker: Blocker) -> None:
+    # Item 0 is held until two calls started: at least one later item has run by then, and
+    # item 0 cannot finish before it is released.
+    items = [(cpu_work.block, (*blocker.args()[:2], TIMEOUT, "first"))]
+    items += [(cpu_work.signal_then, (blocker.started_path, i)) for i in range(1, 6)]
+
+    async def main() -> Any:
+        mapped = kind.pool.map(cpu_work.apply, items)
+        await asyncio.to_thread(blocker.wait_started, 2)
+        blocker.release()
+        return await mapped
+
+    assert kind.on_loop(main) == ["first", 1, 2, 3, 4, 5]
 
 
 def test_map_consumes_its_iterable_at_once(kind: Kind) -> None:
@@ -233,3 +252,72 @@ def test_leaving_imap_early_cancels_the_calls_not_started(
     assert not marker.exists()
     assert blocker.count_started() == workers
     assert pool.stats().cancelled - cancelled_before >= 1
+
+
+# -- BaseException subclasses end a map or an imap as any exception does ----------------------
+
+
+@pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
+def test_base_exception_from_map_is_raised_and_stops_the_map(
+    kind: Kind, new_pool: Any, blocker: Blocker, tmp_path: Path, name: str
+) -> None:
+    skip_dask_base_exceptions(kind, name)
+    exc_type = BASE_EXCEPTIONS[name]
+    raising = (fault_work.raise_base, (name,))
+    if kind.promises.map_fails_fast:
+        # As test_a_failing_map_starts_no_further_item: raised as it arrives, while the other
+        # calls are held; every call still pending is cancelled.
+        pool = kind.pool
+
+        async def fails_fast() -> Any:
+            with pytest.raises(exc_type, match="from the call"):
+                await pool.map(cpu_work.apply, [raising] + [(cpu_work.block, blocker.args())] * 6)
+
+        kind.on_loop(fails_fast)
+        assert blocker.count_started() >= 1
+        kind.scheduler_forgot(pool, "apply")
+        return
+    pool = new_pool(1)  # one worker: items run in order
+    log = str(tmp_path / "log")
+    items = [(cpu_work.append_line, (log, str(x))) for x in range(6)]
+    items[2] = raising
+
+    async def main() -> Any:
+        with pytest.raises(exc_type, match="from the call"):
+            await pool.map(cpu_work.apply, items)
+        return await pool.map(abs, [-1, -2])
+
+    assert kind.on_loop(main) == [1, 2]
+    assert Path(log).read_text().split() == ["0", "1"]  # no item started after the failure
+    assert counters_add_up(pool).submitted == 2  # one worker: one task per map
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+@pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
+def test_base_exception_from_imap_ends_the_iteration(kind: Kind, new_pool: Any, name: str, ordered: bool) -> None:
+    if name == "GeneratorExit" and ordered:
+        pytest.skip(
+            "CPython: a GeneratorExit raised at an await inside an async generator leaves the "
+            "generator marked running (aclose() then fails); plain asyncio futures do the same"
+        )
+    skip_dask_base_exceptions(kind, name)
+    exc_type = BASE_EXCEPTIONS[name]
+    pool = new_pool(1)
+    items = [(cpu_work.identity, (x,)) for x in range(6)]
+    items[2] = (fault_work.raise_base, (name,))
+
+    async def main() -> Any:
+        got: List[Any] = []
+        caught = None
+        try:
+            async for r in pool.imap(cpu_work.apply, items, ordered=ordered, window=1):
+                got.append(r)
+        except exc_type as e:
+            caught = e
+        return caught, got, [r async for r in pool.imap(abs, [-3], ordered=ordered)]
+
+    caught, got, after = kind.on_loop(main)
+    assert type(caught) is exc_type
+    assert got == [0, 1] and after == [3]
+    s = counters_add_up(pool)
+    assert (s.submitted, s.failed) == (4, 1)  # window=1: item 3 was never submitted

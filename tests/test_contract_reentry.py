@@ -2,6 +2,9 @@
 
 * Every callback offload runs -- a destructor of something it releases, a done callback, a
   signal handler, a collection started by one of its allocations -- may call any offload API.
+  A result dropped by a cancelled awaiter (finalized on the loop's thread), a result nobody
+  waits for (finalized on the worker), an item of a collected channel: each finalizer may
+  submit to the pool that dropped it, run on it, or send on a channel a coroutine awaits.
 * A worker that waits on its own pool never deadlocks it: a worker that submits to its pool
   while none is free lends its place until its call ends (one more worker may run), and a
   worker that waits with the GIL released (result(), a channel, from_thread) lets another
@@ -12,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
-from typing import Any, List
+from typing import Any, List, Tuple
 
+import pytest
 
 import offload
-from conftest import run_python
+from conftest import ActsInDel, Gate, RaisesInDel, Unraisables, held_then
+from conftest import native_thread_name, run_python
+from pool_kinds import counters_add_up
 
 TIMEOUT = 30
 
@@ -113,6 +120,90 @@ def test_a_signal_handler_may_call_offload_while_the_main_thread_waits() -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1024"
+
+
+# -- finalizers of what offload drops, calling offload -----------------------------------------
+
+
+def test_a_result_dropped_by_a_cancelled_awaiter_can_reenter_offload_from_its_finalizer(
+    arun, one_worker, gate: Gate
+) -> None:
+    async def main() -> Tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        found: offload.Channel[Tuple[Any, offload.Future[int]]] = offload.Channel(None)
+
+        def reenter() -> None:
+            # In the loop's drain: a run on the same pool, and a submit.
+            found.send_nowait((one_worker.run(pow, 2, 10), one_worker.submit(pow, 3, 3)))
+
+        task = asyncio.ensure_future(one_worker.run(held_then(gate, lambda: ActsInDel(reenter))))
+        assert await loop.run_in_executor(None, gate.entered.wait, TIMEOUT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.open()
+        run_future, submitted = await asyncio.wait_for(found.recv(), TIMEOUT)
+        return await asyncio.wait_for(run_future, TIMEOUT), await submitted
+
+    assert arun(main) == (1024, 27)
+    counters_add_up(one_worker)
+
+
+def test_a_result_dropped_on_the_worker_can_submit_to_its_own_pool_from_its_finalizer(
+    one_worker, gate: Gate
+) -> None:
+    found: offload.Channel[Tuple[str, offload.Future[int]]] = offload.Channel(None)
+
+    def reenter() -> None:
+        found.send_nowait((native_thread_name(), one_worker.submit(pow, 2, 10)))
+
+    fut = one_worker.submit(held_then(gate, lambda: ActsInDel(reenter)))
+    del fut
+    gate.open()
+    where, submitted = found.recv_blocking(timeout=TIMEOUT)
+    assert where.startswith("solo")
+    assert submitted.result(timeout=TIMEOUT) == 1024
+    s = counters_add_up(one_worker)
+    assert (s.submitted, s.completed) == (2, 2)
+
+
+def test_a_result_dropped_on_the_worker_wakes_a_coroutine_awaiting_the_channel_it_sends_on(
+    arun, one_worker, gate: Gate
+) -> None:
+    async def main() -> str:
+        ch: offload.Channel[str] = offload.Channel(0)  # rendezvous: the send waits for the receiver
+
+        def reenter() -> None:
+            ch.send_blocking("from __del__", timeout=TIMEOUT)
+
+        fut = one_worker.submit(held_then(gate, lambda: ActsInDel(reenter)))
+        del fut
+        gate.open()
+        return await asyncio.wait_for(ch.recv(), TIMEOUT)
+
+    assert arun(main) == "from __del__"
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["closed", "open"])
+def test_items_left_in_a_collected_channel_are_finalized_and_may_reenter_offload(
+    pool, unraisables: Unraisables, closed: bool
+) -> None:
+    found: offload.Channel[offload.Future[int]] = offload.Channel(None)
+
+    def reenter() -> None:
+        found.send_nowait(pool.submit(pow, 2, 10))
+        offload.Channel[str](1).send_nowait("a channel made and dropped in __del__")
+
+    ch: offload.Channel[object] = offload.Channel(None)
+    ch.send_nowait(RaisesInDel())
+    ch.send_nowait(ActsInDel(reenter))
+    ch.send_nowait(RaisesInDel())
+    if closed:
+        ch.close()
+    del ch
+    gc.collect()
+    assert len(unraisables.of_type(ValueError)) == 2
+    assert found.recv_nowait().result(timeout=TIMEOUT) == 1024
 
 
 # -- workers waiting on their own pool ---------------------------------------------------------

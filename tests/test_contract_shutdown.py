@@ -167,3 +167,24 @@ def test_the_default_pool_once_shut_down_refuses_offload_run() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "32", "refused: offload: cannot submit to a pool that was shut down", "closed: True"]
+
+
+def test_stats_count_the_calls_shutdown_cancelled(kind: Kind, new_pool: Any, blocker: Blocker) -> None:
+    pool = new_pool(1)
+    running = blocker.hold(pool, kind.workers(pool))
+
+    async def submit() -> Any:  # on the pool's loop: accepted before the shutdown begins
+        return [pool.submit(cpu_work.square, i) for i in range(3)]
+
+    queued = kind.on_loop(submit)
+    pool.shutdown(wait=False, cancel_pending=True)
+    blocker.release()
+    close_pool(pool)
+    assert all(f.cancelled() for f in queued)
+    s = pool.stats()
+    if kind.promises.running_cancel_refused:  # "Running calls always finish"
+        ended = (len(running), len(queued))
+    else:  # DaskPool: aclose(cancel_pending=True) "cancels the calls in flight"
+        ended = (0, len(running) + len(queued))
+    assert (s.submitted, s.completed, s.cancelled, s.failed) == (len(running) + len(queued), *ended, 0)
+    assert (s.queued, s.busy) == (0, 0)

@@ -1,6 +1,7 @@
-"""InterpreterPool and ProcessPool life cycle, each case in a fresh interpreter: exit with
-work in flight, garbage collection, worker processes after the parent is gone, fork, and the
-functions of a program's own __main__."""
+"""InterpreterPool and ProcessPool life cycle, each case in a fresh interpreter: exit, garbage
+collection (interpreters and processes end), worker processes after the parent is gone, fork,
+and the functions of a program's own __main__. Exit with calls running and queued is the
+contract of every pool kind: test_contract_lifecycle.py."""
 
 from __future__ import annotations
 
@@ -100,33 +101,6 @@ def kill_leftovers(pids: List[int]) -> None:
 
 
 # --- exit ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_exit_with_running_and_pending_work_completes_it(kind: str, tmp_path: Path) -> None:
-    log = tmp_path / "log"
-    result = run_python(
-        f"""
-        import atexit
-        log, release, started = {str(log)!r}, {str(tmp_path / "release")!r}, {str(tmp_path / "fifo")!r}
-        fd = fifo(started)
-        pool = new_pool(1)
-        pool.submit(cpu_work.block_then_append, started, release, log, "running call finished", 30)
-        for i in range(3):
-            pool.submit(cpu_work.append_line, log, f"pending {{i}}")
-        wait_started(fd)
-        # Registered after offload's own exit handler, so it runs first: the call is released
-        # only once the interpreter is exiting, and is certainly still running then.
-        atexit.register(cpu_work.touch, release)
-        print("main exits", flush=True)
-        """,
-        kind,
-    )
-    assert result.returncode == 0, result
-    assert result.stdout.splitlines() == ["main exits"]
-    assert result.stderr == ""
-    assert log.read_text().splitlines() == [
-        "running call finished", "pending 0", "pending 1", "pending 2"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

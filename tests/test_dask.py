@@ -1,6 +1,11 @@
 """offload.DaskPool against a real Dask cluster: a distributed.LocalCluster with two worker
 processes of one thread each, started once for the module.
 
+What every pool kind promises (calls, map and imap, cancellation, shutdown, bad input) runs
+over DaskPool too, in the contract suites (test_contract_*.py). Here: what only Dask does —
+keys on the scheduler, pure calls, the pool's loop and client, counters of calls Dask
+dropped, workers that die.
+
 The work lives in dask_work.py, which the worker processes import. Nothing waits for an
 event by sleeping: a call signals that it started through a file the test polls, a call
 finishes when the test creates the file it waits for (so tests choose the order in which calls
@@ -174,56 +179,15 @@ def blocker(blockers: Callable[[str], Blocker]) -> Blocker:
 # -- results ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
-def test_run_map_imap_and_submit_return_the_results(cluster: Any, loop_kind: str) -> None:
+def test_a_done_dask_future_can_be_read_on_the_pools_own_loop(cluster: Any) -> None:
     async def main() -> None:
         async with offload.DaskPool(cluster.scheduler_address) as pool:
-            assert await pool.run(dask_work.square, 7) == 49
-            assert await pool.map(dask_work.square, range(10)) == [x * x for x in range(10)]
-            assert [x async for x in pool.imap(dask_work.square, range(5), window=2)] == [0, 1, 4, 9, 16]
             fut = pool.submit(dask_work.square, 9)
-            assert isinstance(fut, offload.DaskFuture)
             assert await fut == 81
-            assert fut.result(0) == 81
-            assert await pool.map(dask_work.square, []) == []
-
-    run(main, loop_kind)
-
-
-def test_keyword_arguments_reach_the_function_even_named_like_dask_options(cluster: Any) -> None:
-    async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            # client.submit has options named key, workers, priority...: they must not eat them
-            assert await pool.run(dask_work.add, 1, 2, key="!") == "3!"
-            assert await pool.submit(dask_work.add, 5, key="?") == "5?"
-
-    run(main)
-
-
-def test_map_keeps_the_input_order_when_calls_finish_out_of_order(
-    cluster: Any, observer: Any, blockers: Callable[[str], Blocker]
-) -> None:
-    def items(first: Blocker) -> List[Any]:
-        # item 0 waits until the test releases it; the others return at once
-        return [(0, str(first.release_path))] + [(i, None) for i in range(1, 6)]
-
-    async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            first = blockers("map-first")
-            mapped = pool.map(dask_work.value_after, items(first))
-            await wait_until(
-                lambda: _some_in_state(observer, "value_after-", "memory"), "another item done"
-            )
-            first.release()  # item 0 finishes after it
-            assert await mapped == [0, 1, 2, 3, 4, 5]
-
-            first = blockers("imap-first")
-            unordered = []
-            async for value in pool.imap(dask_work.value_after, items(first), ordered=False):
-                unordered.append(value)
-                first.release()  # item 0 finishes after the first result
-            assert sorted(unordered) == [0, 1, 2, 3, 4, 5]
-            assert unordered[0] != 0
+            assert fut.result(0) == fut.result() == 81  # done: nothing to wait for
+            assert fut.exception() is None
+            s = pool.stats()
+            assert s.workers == s.threads == WORKERS  # the cluster's worker threads
 
     run(main)
 
@@ -236,31 +200,6 @@ def test_pure_false_runs_identical_calls_again_and_pure_true_shares_their_key(cl
         async with offload.DaskPool(cluster.scheduler_address, pure=True) as pool:
             a, b = await asyncio.gather(pool.run(dask_work.token, 8), pool.run(dask_work.token, 8))
             assert a == b  # one key: Dask ran it once
-
-    run(main)
-
-
-def test_contextvars_are_not_carried_to_the_workers(cluster: Any) -> None:
-    async def main() -> None:
-        dask_work.VAR.set("caller")  # in this test's task only
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            assert await pool.run(dask_work.read_var) == "default"
-
-    run(main)
-
-
-def test_stats_count_every_call_by_how_it_ended(cluster: Any) -> None:
-    async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            assert pool.stats().workers == WORKERS
-            await pool.run(dask_work.square, 2)
-            await pool.map(dask_work.square, range(3))
-            with pytest.raises(ValueError):
-                await pool.run(dask_work.fail, "x")
-        assert pool.stats() == offload.PoolStats(
-            workers=WORKERS, submitted=5, completed=4, failed=1, cancelled=0, queued=0, busy=0,
-            threads=WORKERS,
-        )
 
     run(main)
 
@@ -327,22 +266,6 @@ def test_stats_count_calls_cancelled_before_their_first_step(
 # -- errors -----------------------------------------------------------------------------------
 
 
-def test_an_exception_comes_back_with_its_type_message_and_remote_traceback(cluster: Any) -> None:
-    async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            with pytest.raises(ValueError, match="^boom$") as raised:
-                await pool.run(dask_work.fail, "boom")
-            cause = raised.value.__cause__
-            assert isinstance(cause, offload.RemoteTraceback)
-            assert "dask_work.py" in cause.text and "in fail" in cause.text
-            assert cause.text.splitlines()[-1] == "ValueError: boom"
-            with pytest.raises(ValueError, match="^in a thread$") as raised:
-                await asyncio.to_thread(pool.submit(dask_work.fail, "in a thread").result, TIMEOUT)
-            assert isinstance(raised.value.__cause__, offload.RemoteTraceback)
-
-    run(main)
-
-
 def test_map_raises_a_failure_with_its_traceback_and_cancels_the_rest(
     cluster: Any, observer: Any, blocker: Blocker
 ) -> None:
@@ -358,39 +281,6 @@ def test_map_raises_a_failure_with_its_traceback_and_cancels_the_rest(
             s = pool.stats()
             assert (s.submitted, s.failed, s.completed + s.cancelled, s.queued) == (7, 1, 6, 0)
             blocker.release()
-
-    run(main)
-
-
-def test_a_cause_chained_on_the_worker_is_in_the_remote_traceback(cluster: Any) -> None:
-    async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            run_call = pool.run(dask_work.fail_from, "chained")
-            map_call = pool.map(dask_work.fail_from, ["chained"])
-            for call in (run_call, map_call):
-                with pytest.raises(ValueError, match="^chained$") as raised:
-                    await call
-                cause = raised.value.__cause__
-                assert isinstance(cause, offload.RemoteTraceback)
-                assert "KeyError: 'missing'" in cause.text
-                assert "direct cause" in cause.text
-                assert cause.text.splitlines()[-1] == "ValueError: chained"
-
-    run(main)
-
-
-def test_a_call_that_cannot_be_pickled_raises_send_error(cluster: Any) -> None:
-    async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            lock = threading.Lock()
-            with pytest.raises(offload.SendError, match=r"argument 1 of dask_work.add \(lock\) cannot be"):
-                pool.run(dask_work.add, 1, lock)
-            with pytest.raises(offload.SendError, match="keyword argument 'key' of dask_work.add"):
-                pool.submit(dask_work.add, 1, key=lock)
-            with pytest.raises(offload.SendError, match="item 1 of dask_work.square"):
-                await pool.map(dask_work.square, [1, lock])
-            assert pool.stats().submitted == 0  # nothing reached Dask
-            assert await pool.run(dask_work.square, 2) == 4
 
     run(main)
 
@@ -439,26 +329,15 @@ async def _no_pending(observer: Any, prefix: str) -> bool:
 
 
 def test_bad_arguments_raise_at_once(cluster: Any, observer: Any) -> None:
-    with pytest.raises(TypeError, match="DaskPool takes"):
-        offload.DaskPool(42)
-    with pytest.raises(TypeError, match="pure must be a bool"):
-        offload.DaskPool(cluster.scheduler_address, pure=1)  # type: ignore[arg-type]
+    # What every pool kind refuses (constructor arguments, callables, windows, calls after
+    # shutdown): test_contract_bad_input.py and test_contract_shutdown.py.
     with pytest.raises(TypeError, match="takes none"):
         offload.DaskPool(observer, n_workers=2)
 
     async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            with pytest.raises(TypeError, match="expected a callable"):
-                pool.run(42)  # type: ignore[arg-type]
-            with pytest.raises(TypeError, match="expected a callable"):
-                pool.submit(42)  # type: ignore[arg-type]
-            with pytest.raises(ValueError, match="window"):
-                pool.imap(dask_work.square, [1], window=0)
         # a synchronous client runs its own loop: refused with the way out
         with pytest.raises(RuntimeError, match="asynchronous=True"):
             await offload.DaskPool(observer).start()
-        with pytest.raises(RuntimeError, match="shut down"):
-            pool.run(dask_work.square, 1)
 
     run(main)
 
@@ -566,30 +445,6 @@ def test_cancelling_a_dask_future_from_another_thread(cluster: Any, observer: An
 # -- backpressure -----------------------------------------------------------------------------
 
 
-def test_imap_keeps_at_most_window_calls_in_flight(cluster: Any, observer: Any) -> None:
-    window = 3
-    pulled: List[int] = []
-
-    def source() -> Iterator[int]:
-        for i in range(24):
-            pulled.append(i)
-            yield i
-
-    async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            results, most_ahead, most_on_scheduler = [], 0, 0
-            async for value in pool.imap(dask_work.square, source(), window=window):
-                results.append(value)
-                most_ahead = max(most_ahead, len(pulled) - len(results))
-                in_flight = [s for s in (await states(observer, "square-")).values() if s != "memory"]
-                most_on_scheduler = max(most_on_scheduler, len(in_flight))
-            assert results == [i * i for i in range(24)]
-            assert most_ahead <= window, most_ahead
-            assert most_on_scheduler <= window, most_on_scheduler
-
-    run(main)
-
-
 def test_leaving_imap_early_cancels_the_calls_in_flight(
     cluster: Any, observer: Any, blockers: Callable[[str], Blocker]
 ) -> None:
@@ -615,23 +470,6 @@ def test_leaving_imap_early_cancels_the_calls_in_flight(
             assert len(pulled) == window
             s = pool.stats()
             assert (s.submitted, s.completed, s.cancelled, s.queued) == (window, 1, window - 1, 0)
-
-    run(main)
-
-
-def test_imap_default_window_is_four_per_worker_thread(cluster: Any) -> None:
-    pulled: List[int] = []
-
-    def source() -> Iterator[int]:
-        for i in range(100):
-            pulled.append(i)
-            yield i
-
-    async def main() -> None:
-        async with offload.DaskPool(cluster.scheduler_address) as pool:
-            async for _ in pool.imap(dask_work.square, source()):
-                assert len(pulled) == 4 * WORKERS  # the window filled before the first result
-                break
 
     run(main)
 

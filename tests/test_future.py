@@ -1,84 +1,25 @@
-"""offload.Future: concurrent.futures semantics, awaitable from any loop."""
+"""offload.Future: concurrent.futures semantics, awaitable from any loop.
+
+Its contract as the future of submit (results, exceptions, timeouts, cancel(), running(),
+done callbacks, await) runs over every pool kind in test_contract_calls.py and
+test_contract_cancellation.py; its repr is test_citizenship.py's. Here: a raising callback
+added to a done future, one future awaited from two loops at once, and done callbacks that
+see a BaseException or raise one (logged on the "offload" logger; the worker goes on)."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import logging
 import threading
+from typing import List
 
-import pytest
-
+import fault_work
 import offload
 from conftest import Gate
+from fault_work import BASE_EXCEPTIONS
+from pool_kinds import counters_add_up
 
-
-def test_result_times_out_while_the_call_runs(one_worker, gate: Gate) -> None:
-    fut = one_worker.submit(gate.wait)
-    with pytest.raises(cf.TimeoutError):
-        fut.result(timeout=0.01)
-    gate.open()
-    assert fut.result(timeout=30) is None
-
-
-def test_exception_returns_the_raised_exception(pool) -> None:
-    fut = pool.submit(int, "x")
-    assert isinstance(fut.exception(timeout=30), ValueError)
-    with pytest.raises(ValueError):
-        fut.result()
-    assert pool.submit(int, "3").exception(timeout=30) is None
-
-
-def test_cancel_before_start_cancels(one_worker, gate: Gate) -> None:
-    one_worker.submit(gate.wait)
-    fut = one_worker.submit(int, "1")
-    assert not fut.running() and not fut.done()
-    assert fut.cancel() is True
-    assert fut.cancelled() and fut.done()
-    assert fut.cancel() is True  # still cancelled
-    with pytest.raises(cf.CancelledError):
-        fut.result()
-
-
-def test_cancel_while_running_returns_false_and_requests_a_stop(one_worker) -> None:
-    started = threading.Event()
-
-    def loop_until_cancelled() -> str:
-        started.set()
-        for _ in range(30_000):
-            if offload.cancelled():
-                return "stopped"
-            started.wait(0.001)
-        return "never asked"
-
-    fut = one_worker.submit(loop_until_cancelled)
-    assert started.wait(30)
-    assert fut.running()
-    assert fut.cancel() is False
-    assert fut.result(timeout=30) == "stopped"
-    assert not fut.cancelled()
-
-
-def test_done_callback_runs_once_with_the_future(pool) -> None:
-    seen = []
-    called = threading.Event()
-    fut = pool.submit(int, "5")
-
-    def callback(f):
-        seen.append(f)
-        called.set()
-
-    fut.add_done_callback(callback)
-    assert called.wait(30)
-    assert seen == [fut] and fut.result() == 5
-
-
-def test_done_callback_on_a_done_future_runs_at_once(pool) -> None:
-    fut = pool.submit(int, "5")
-    fut.result(timeout=30)
-    seen = []
-    fut.add_done_callback(seen.append)
-    assert seen == [fut]
+TIMEOUT = 30.0  # the bound of every wait; each normally takes milliseconds
 
 
 def test_raising_done_callback_is_logged_and_harmless(pool, caplog) -> None:
@@ -88,31 +29,6 @@ def test_raising_done_callback_is_logged_and_harmless(pool, caplog) -> None:
         fut.add_done_callback(lambda f: 1 / 0)
     assert any(r.name == "offload" and r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
     assert pool.submit(int, "6").result(timeout=30) == 6
-
-
-def test_await_returns_the_result(arun, pool) -> None:
-    async def main():
-        return await pool.submit(pow, 2, 10)
-
-    assert arun(main) == 1024
-
-
-def test_await_of_a_done_future(arun, pool) -> None:
-    fut = pool.submit(pow, 3, 3)
-    fut.result(timeout=30)
-
-    async def main():
-        return await fut, await fut
-
-    assert arun(main) == (27, 27)
-
-
-def test_await_raises_the_calls_exception(arun, pool) -> None:
-    async def main():
-        await pool.submit(int, "nope")
-
-    with pytest.raises(ValueError):
-        arun(main)
 
 
 def test_one_future_awaited_from_two_loops_in_two_threads(one_worker, gate: Gate) -> None:
@@ -137,41 +53,31 @@ def test_one_future_awaited_from_two_loops_in_two_threads(one_worker, gate: Gate
     assert results == ["shared", "shared"]
 
 
-def test_cancelling_the_awaiting_task_cancels_a_future_not_started(arun, one_worker, gate: Gate) -> None:
-    one_worker.submit(gate.wait)
-    fut = one_worker.submit(int, "1")
+def test_done_callbacks_see_a_base_exception_and_a_raising_callback_is_logged(
+    one_worker, gate: Gate, base_name: str, caplog
+) -> None:
+    exc_type = BASE_EXCEPTIONS[base_name]
+    seen: List[type] = []
+    after_first = threading.Event()
 
-    async def main():
-        task = asyncio.ensure_future(_await(fut))
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    def callback(fut: offload.Future) -> None:
+        seen.append(type(fut.exception()))
+        raise exc_type("from the callback")
 
-    arun(main)
-    assert fut.cancelled()
+    def raise_after_gate() -> None:
+        gate.wait()
+        fault_work.raise_base(base_name)
 
-
-async def _await(fut):
-    return await fut
-
-
-def test_result_from_a_plain_thread(pool) -> None:
-    fut = pool.submit(sum, range(100))
-    out = []
-    t = threading.Thread(target=lambda: out.append(fut.result(timeout=30)))
-    t.start()
-    t.join(30)
-    assert out == [4950]
-
-
-def test_repr_shows_the_state(one_worker, gate: Gate) -> None:
-    running = one_worker.submit(gate.wait)
-    assert gate.entered.wait(30)
-    pending = one_worker.submit(int, "1")
-    assert "running" in repr(running) and "pending" in repr(pending)
-    pending.cancel()
-    assert "cancelled" in repr(pending)
-    gate.open()
-    running.result(timeout=30)
-    assert "finished" in repr(running)
+    with caplog.at_level(logging.ERROR, logger="offload"):
+        fut = one_worker.submit(raise_after_gate)
+        fut.add_done_callback(callback)  # runs on the worker
+        fut.add_done_callback(lambda _: after_first.set())  # runs after the first one's log
+        gate.open()
+        assert after_first.wait(TIMEOUT)
+        fut.add_done_callback(callback)  # on a done future: runs here, raises nothing here
+    assert seen == [exc_type, exc_type]
+    logged = [r for r in caplog.records if r.name == "offload" and r.exc_info]
+    assert [r.exc_info[0] for r in logged] == [exc_type, exc_type]
+    assert one_worker.submit(pow, 2, 5).result(timeout=TIMEOUT) == 32
+    s = counters_add_up(one_worker)
+    assert (s.submitted, s.completed, s.failed) == (2, 1, 1)

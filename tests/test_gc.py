@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 import offload
-from conftest import Gate
+from conftest import Gate, Plain
 
 TIMEOUT = 30.0  # the bound of every wait; each normally takes milliseconds
 
@@ -60,6 +60,22 @@ def test_a_channel_whose_buffered_item_references_it_is_collected() -> None:
     del ch
     gc.collect()
     assert ref() is None
+
+
+def test_channel_items_that_reference_their_channel_are_collected() -> None:
+    class Actor:
+        def __init__(self) -> None:
+            self.inbox: offload.Channel[Any] = offload.Channel(None)
+
+        def tell(self, message: str) -> None:
+            self.inbox.send_nowait((self, message))  # a message that names its sender
+
+    actor = Actor()
+    actor.tell("hello")
+    ref = weakref.ref(actor)
+    del actor
+    gc.collect()
+    assert ref() is None  # asyncio.Queue in the same role is collected
 
 
 @pytest.mark.parametrize("kind", ["offload", "asyncio"])
@@ -331,6 +347,23 @@ def test_a_future_whose_exception_traceback_references_it_is_collected(one_worke
     assert isinstance(fut.exception(timeout=TIMEOUT), ValueError)
     ref = weakref.ref(fut)
     del fut, box
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_future_whose_result_references_it_is_collected(one_worker) -> None:
+    holder: Dict[str, Any] = {}
+
+    def make() -> Plain:
+        result = Plain()
+        result.holder = holder  # type: ignore[attr-defined]
+        return result
+
+    fut = one_worker.submit(make)
+    holder["future"] = fut
+    fut.result(timeout=TIMEOUT)
+    ref = weakref.ref(fut)
+    del fut, holder
     gc.collect()
     assert ref() is None
 

@@ -1,36 +1,19 @@
-"""Life cycle, each in a fresh interpreter: exit, fork, closed loops, garbage collection."""
+"""Life cycle, each in a fresh interpreter: exit, fork, closed loops, Ctrl-C, pools used from
+finalizers while the interpreter exits, a pool whose threads cannot all start.
+
+Exit with calls running and queued, and a pool dropped without shutdown, are contracts of
+every pool kind: test_contract_lifecycle.py."""
 
 from __future__ import annotations
 
-import threading
-import time
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
-from conftest import run_python, thread_count
-
-
-
-def test_exit_with_running_and_pending_work_completes_it() -> None:
-    result = run_python(
-        """
-        import threading, offload
-        started = threading.Event()
-        pool = offload.Pool(1)
-        def slow():
-            started.set()
-            threading.Event().wait(0.2)   # still running when the main thread exits
-            print("running call finished", flush=True)
-        pool.submit(slow)
-        for i in range(3):
-            pool.submit(print, "pending", i, flush=True)
-        started.wait(10)
-        print("main exits", flush=True)
-        """
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines == ["main exits", "running call finished", "pending 0", "pending 1", "pending 2"]
+from conftest import run_python
 
 
 def test_exit_with_work_on_the_default_pool_and_an_unawaited_run() -> None:
@@ -91,26 +74,6 @@ def test_fork_while_workers_are_busy() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.splitlines()) == ["child 32", "parent [True, True]", "status 0"]
-
-
-def test_garbage_collected_pool_lets_its_workers_exit() -> None:
-    # As ThreadPoolExecutor, a collected pool does not wait for its workers: they finish the
-    # queue and exit on their own (the exit hook joins what is left). No event marks an OS
-    # thread's end, so the kernel's list of this process's threads is polled.
-    import gc
-    import offload
-
-    before = thread_count()
-    pool = offload.Pool(3)
-    all_busy = threading.Barrier(3, timeout=30)
-    assert [f.result(timeout=30) for f in [pool.submit(all_busy.wait) for _ in range(3)]]
-    assert thread_count() == before + 3
-    del pool
-    gc.collect()
-    deadline = time.monotonic() + 30
-    while thread_count() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert thread_count() == before
 
 
 def test_raising_done_callback_does_not_hurt_the_worker() -> None:
@@ -335,3 +298,113 @@ def test_ctrl_c_stops_a_pool_without_waiting_for_its_queue(where: str) -> None:
     assert "queued cancelled: True" in result.stdout, (result.stdout, result.stderr)
     if where == "with":
         assert result.returncode == 0, result.stderr
+
+
+# -- exit: pools used from finalizers and late exit handlers; threads that cannot start --------
+
+
+@pytest.mark.skipif(
+    os.environ.get("OFFLOAD_SANITIZER") in ("address", "thread"),
+    reason="the sanitizers reserve terabytes of address space: RLIMIT_AS would stop them first",
+)
+def test_a_pool_whose_threads_cannot_all_start_fails_clearly_and_leaks_no_thread() -> None:
+    code = textwrap.dedent(
+        """
+        import os, resource, time
+        import offload
+        limit = 1 << 30  # 1 GiB of address space: room for a few dozen thread stacks only
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        try:
+            pool = offload.Pool(workers=4000)
+        except BaseException as e:
+            print("error", type(e).__name__, e)
+        else:
+            print("built")
+            pool.shutdown(wait=True)
+        # The workers that did start were told to stop and exit on their own: no event
+        # marks an OS thread's end, so poll the kernel's list of this process's threads.
+        deadline = time.monotonic() + 20
+        while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print("threads", len(os.listdir("/proc/self/task")))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    *outcome, threads = out.stdout.splitlines()
+    assert threads == "threads 1", f"worker threads left behind: {threads}"
+    if outcome != ["built"]:
+        assert "workers" in outcome[0], outcome
+
+
+def test_a_pool_used_during_interpreter_exit_refuses_or_runs_the_call_instead_of_hanging() -> None:
+    code = textwrap.dedent(
+        """
+        import concurrent.futures, offload
+
+        class Late:
+            def __del__(self):
+                try:
+                    pool = offload.Pool(1, name="late")
+                    print("result", pool.submit(int, "5").result(timeout=2), flush=True)
+                except concurrent.futures.TimeoutError:
+                    print("hung", flush=True)  # without a timeout: forever
+                except BaseException as e:
+                    print("refused", type(e).__name__, flush=True)
+
+        keep = Late()  # finalized as the interpreter exits
+        print("main done", flush=True)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "main done"
+    assert lines[1] in ("result 5", "refused RuntimeError"), lines
+
+
+def test_the_default_pool_used_during_interpreter_exit_refuses_clearly() -> None:
+    code = textwrap.dedent(
+        """
+        import offload
+
+        class Late:
+            def __del__(self):
+                try:
+                    offload.default_pool().submit(int, "5")
+                except RuntimeError as e:
+                    print("refused:", e, flush=True)
+
+        offload.default_pool().submit(int, "1").result()
+        keep = Late()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "refused: offload: cannot submit to a pool that was shut down"
+
+
+def test_calls_submitted_from_a_late_atexit_handler_run_and_the_exit_is_clean() -> None:
+    # atexit runs handlers last-registered first: this one runs after offload's own, which
+    # has already shut every pool down. A new pool started there still works and exits.
+    code = textwrap.dedent(
+        """
+        import atexit, time
+
+        def late():
+            import offload
+            pool = offload.Pool(2, name="late")
+            futures = [pool.submit(time.sleep, 0.01) for _ in range(4)]
+            futures += [pool.submit(sum, range(100)) for _ in range(2000)]
+            print("late", futures[-1].result(timeout=30), flush=True)
+            pool.submit(sum, range(10))  # left queued as the interpreter finalizes
+
+        atexit.register(late)
+        import offload
+        offload.default_pool().submit(int, "1").result()
+        print("main done", flush=True)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["main done", "late 4950"]
