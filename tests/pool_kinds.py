@@ -176,10 +176,6 @@ class Promises:
     base_exceptions: bool
     """A call raising SystemExit or KeyboardInterrupt fails with it, as with any exception
     (docs/reliability.md, "Errors"). False for DaskPool: see DASK_BASE_EXCEPTIONS_BUG."""
-    checked_timeouts: bool
-    """Future.result(timeout) and exception(timeout) refuse a timeout that is not a number with
-    an error naming it (docs/reliability.md, "Bad input": every public method). False for
-    DaskFuture: see DASK_RESULT_TIMEOUT_BUG."""
     submit_before_shutdown_kept: bool
     """A call submit() accepted before shutdown() runs (or, with cancel_pending, is cancelled)
     (Pool.shutdown, DaskPool.shutdown: "once the calls in flight are done"). False for DaskPool:
@@ -188,8 +184,7 @@ class Promises:
 
 _THREADS = dict(context=True, local=True, sees_cancellation=True, by_name=False, pickled=False,
                 plain_with=True, running_cancel_refused=True, map_counted_per_item=False,
-                map_fails_fast=False, base_exceptions=True, submit_before_shutdown_kept=True,
-                checked_timeouts=True)
+                map_fails_fast=False, base_exceptions=True, submit_before_shutdown_kept=True)
 _CPU = dict(_THREADS, context=False, local=False, sees_cancellation=False, by_name=True, pickled=True)
 PROMISES: Dict[str, Promises] = {
     "default": Promises(**_THREADS, own_pools=False),
@@ -198,7 +193,7 @@ PROMISES: Dict[str, Promises] = {
     "process": Promises(**_CPU, own_pools=True),
     "dask": Promises(**dict(_CPU, by_name=False, plain_with=False, running_cancel_refused=False,
                             map_counted_per_item=True, map_fails_fast=True, base_exceptions=False,
-                            submit_before_shutdown_kept=False, checked_timeouts=False),
+                            submit_before_shutdown_kept=False),
                      own_pools=True),
 }
 
@@ -215,12 +210,6 @@ DASK_SUBMIT_THEN_SHUTDOWN_BUG = (
     "shut down') instead of running (or, with cancel_pending=True, being cancelled): submit() "
     "hands the call to the pool's loop, which checks the closing flag that shutdown() set "
     "meanwhile, against 'closes ... once the calls in flight are done' (DaskPool.shutdown)"
-)
-DASK_RESULT_TIMEOUT_BUG = (
-    "BUG: DaskFuture.result()/exception() take concurrent.futures' timeouts unchecked: "
-    "timeout='1' raises TypeError(\"'>' not supported between instances of 'str' and 'int'\"), "
-    "which names no parameter, and NaN or True are taken as waits, where every other offload "
-    "timeout refuses them naming 'timeout' (docs/reliability.md, Bad input)"
 )
 DASK_IMAP_LEFT_BUG = (
     "BUG (found, not pinned down by a test: it shows in about one round in twenty): an imap of a "

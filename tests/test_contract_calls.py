@@ -102,6 +102,22 @@ def test_result_with_a_timeout_raises_timeout_error_and_leaves_the_call_alone(
     assert fut.result(TIMEOUT) == "released"
 
 
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300], ids=["inf", "huge"])
+def test_result_with_a_timeout_beyond_any_clock_waits_without_limit(
+    kind: Kind, blocker: Blocker, timeout: float
+) -> None:
+    # concurrent.futures raises OverflowError for a wait longer than the clock can count.
+    [fut] = blocker.hold(kind.pool, 1)
+    outcome: List[Any] = []
+    waiter = threading.Thread(target=lambda: outcome.extend([fut.exception(timeout), fut.result(timeout)]))
+    waiter.start()
+    waiter.join(0.05)
+    assert waiter.is_alive()  # waiting, not refused
+    blocker.release()
+    waiter.join(TIMEOUT)
+    assert outcome == [None, "released"]
+
+
 def test_a_done_callback_runs_once_with_the_future_and_at_once_when_done(kind: Kind) -> None:
     seen: List[Any] = []
     called = threading.Event()

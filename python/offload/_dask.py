@@ -35,6 +35,7 @@ import collections.abc
 import concurrent.futures
 import functools
 import importlib
+import threading
 import traceback
 from typing import (
     TYPE_CHECKING,
@@ -59,7 +60,7 @@ from typing import (
 
 from ._call import AwaitedAsCoroutine, Call
 from ._call import start_call as _start_call
-from ._checks import check_callable, check_window
+from ._checks import check_callable, check_timeout, check_window
 from ._cpu import _describe
 from ._errors import RemoteTraceback, SendError
 from ._imap import default_window, windowed
@@ -196,7 +197,8 @@ class DaskFuture(AwaitedAsCoroutine, concurrent.futures.Future[T]):
     thread: there the loop drives the Dask client, so waiting could never end, and they raise
     :class:`RuntimeError` unless the future is done or ``timeout`` is 0 or less (which waits
     for nothing: :class:`concurrent.futures.TimeoutError` if not done, as any future);
-    ``await`` it there instead. ``cancel()`` cancels the call — a task that has not started
+    ``await`` it there instead. ``timeout`` is checked as every offload timeout is: ``None``
+    or a number, not a bool, not NaN (:class:`TypeError` or :class:`ValueError` naming it). ``cancel()`` cancels the call — a task that has not started
     does not run; a running one runs to its end on its worker and its result is dropped — and
     returns ``True`` unless the future is done. Cancelling a task that awaits the future
     cancels it too. ``running()`` is always false: a Dask client is not told when a task
@@ -246,31 +248,40 @@ class DaskFuture(AwaitedAsCoroutine, concurrent.futures.Future[T]):
         if self._task is not None:
             self._task.cancel()
 
-    def _refuse_blocking_on_loop(self, what: str, timeout: Optional[float]) -> None:
-        waits = timeout is None or timeout > 0
+    def _wait_limit(self, what: str, timeout: Optional[float]) -> Optional[float]:
+        """``timeout`` checked as every offload timeout is, as concurrent.futures takes it: a
+        wait longer than the clock can count (which it refuses with OverflowError) is a wait
+        without limit, as for :class:`offload.Future`. Refuses a wait on the pool's loop
+        thread before the future is done."""
+        seconds = check_timeout(timeout)
+        if seconds is not None and seconds > threading.TIMEOUT_MAX:
+            seconds = None
+        waits = seconds is None or seconds > 0
         if waits and not self.done() and _running_loop() is self._loop:
             raise RuntimeError(
                 f"offload: DaskFuture.{what}() would block the event loop that drives the "
                 "Dask client, so the call could never finish: await the future instead"
             )
+        return seconds
 
     def result(self, timeout: Optional[float] = None) -> T:
-        """The call's return value; raises its exception. Waits up to ``timeout`` seconds.
+        """The call's return value; raises its exception. Waits up to ``timeout`` seconds
+        (``None``: no limit).
 
         Raises:
             concurrent.futures.TimeoutError: the call did not finish in time.
             concurrent.futures.CancelledError: the call was cancelled.
             RuntimeError: called on the pool's loop thread, with a timeout that would wait,
                 before the future is done.
+            TypeError: ``timeout`` is not a number or None (a bool included).
+            ValueError: ``timeout`` is NaN.
         """
-        self._refuse_blocking_on_loop("result", timeout)
-        return super().result(timeout)
+        return super().result(self._wait_limit("result", timeout))
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds;
         raises as :meth:`result` does, but not the call's exception."""
-        self._refuse_blocking_on_loop("exception", timeout)
-        return super().exception(timeout)
+        return super().exception(self._wait_limit("exception", timeout))
 
     def cancel(self) -> bool:
         """Cancels the call on the cluster unless it is done; returns whether the future is
