@@ -52,6 +52,12 @@ def fail_from(message: str) -> None:
         raise ValueError(message) from error
 
 
+def leave(how: str) -> None:
+    """Raises SystemExit or KeyboardInterrupt (``how`` names it), which Dask would take for its
+    worker process ending."""
+    raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}[how](f"{how} from leave")
+
+
 def make_lock() -> Any:
     """A result that cannot be pickled back to the caller."""
     return threading.Lock()

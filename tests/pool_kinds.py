@@ -173,9 +173,6 @@ class Promises:
     """A failing map raises at the first failure that arrives and cancels the calls still pending
     (DaskPool.map). A native pool's map raises once its running blocks ended, "and no worker
     takes a further block" (Pool.map)."""
-    base_exceptions: bool
-    """A call raising SystemExit or KeyboardInterrupt fails with it, as with any exception
-    (docs/reliability.md, "Errors"). False for DaskPool: see DASK_BASE_EXCEPTIONS_BUG."""
     submit_before_shutdown_kept: bool
     """A call submit() accepted before shutdown() runs (or, with cancel_pending, is cancelled)
     (Pool.shutdown, DaskPool.shutdown: "once the calls in flight are done"). False for DaskPool:
@@ -184,7 +181,7 @@ class Promises:
 
 _THREADS = dict(context=True, local=True, sees_cancellation=True, by_name=False, pickled=False,
                 plain_with=True, running_cancel_refused=True, map_counted_per_item=False,
-                map_fails_fast=False, base_exceptions=True, submit_before_shutdown_kept=True)
+                map_fails_fast=False, submit_before_shutdown_kept=True)
 _CPU = dict(_THREADS, context=False, local=False, sees_cancellation=False, by_name=True, pickled=True)
 PROMISES: Dict[str, Promises] = {
     "default": Promises(**_THREADS, own_pools=False),
@@ -192,18 +189,11 @@ PROMISES: Dict[str, Promises] = {
     "interpreter": Promises(**_CPU, own_pools=True),
     "process": Promises(**_CPU, own_pools=True),
     "dask": Promises(**dict(_CPU, by_name=False, plain_with=False, running_cancel_refused=False,
-                            map_counted_per_item=True, map_fails_fast=True, base_exceptions=False,
+                            map_counted_per_item=True, map_fails_fast=True,
                             submit_before_shutdown_kept=False),
                      own_pools=True),
 }
 
-DASK_BASE_EXCEPTIONS_BUG = (
-    "BUG: DaskPool: a call raising SystemExit or KeyboardInterrupt ends the Dask worker process "
-    "running it (Dask takes both for a dying worker): the call is run again on other workers "
-    "and fails with distributed.KilledWorker once allowed-failures workers died, instead of "
-    "raising SystemExit/KeyboardInterrupt, against 'An exception raised by a call comes back "
-    "with its type and message' (DaskPool) and docs/reliability.md's Errors promise"
-)
 DASK_SUBMIT_THEN_SHUTDOWN_BUG = (
     "BUG: DaskPool: a call that submit() accepted from another thread (it returned a DaskFuture) "
     "just before shutdown(wait=False) fails with RuntimeError('cannot submit to a pool that was "

@@ -22,7 +22,7 @@ import cpu_work
 import fault_work
 import offload
 from fault_work import BASE_EXCEPTIONS, Hostile, HostileCallable, HostileError
-from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, close_pool
+from pool_kinds import TIMEOUT, Blocker, Kind, close_pool
 from pool_kinds import _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401 (fixtures)
 
 ROUTES = ["run", "submit", "await-submit", "map", "imap"]
@@ -170,12 +170,10 @@ def test_a_cause_chained_by_the_call_is_kept(kind: Kind) -> None:
 @pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
 @pytest.mark.parametrize("route", ["submit", "run", "map", "imap"])
 def test_a_base_exception_reaches_the_caller_and_the_worker_goes_on(
-    kind: Kind, name: str, route: str, request: pytest.FixtureRequest
+    kind: Kind, name: str, route: str
 ) -> None:
-    if not kind.promises.base_exceptions and name in ("SystemExit", "KeyboardInterrupt"):
-        if route != "submit":  # each case costs a Dask worker: one route shows it
-            pytest.skip(f"shown through submit: {DASK_BASE_EXCEPTIONS_BUG}")
-        request.applymarker(pytest.mark.xfail(strict=True, reason=DASK_BASE_EXCEPTIONS_BUG))
+    # Dask takes SystemExit and KeyboardInterrupt for its worker dying: DaskPool carries them
+    # back as any exception, and no worker dies (the cluster allows no failure: pool_kinds).
     error = raised_by(kind, route, fault_work.raise_base, name)
     assert type(error) is BASE_EXCEPTIONS[name], repr(error)
     assert str(error) == f"{name} from the call"

@@ -17,7 +17,9 @@ restart them.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
+import functools
 import gc
 import multiprocessing
 import os
@@ -377,6 +379,57 @@ def test_a_cause_chained_on_the_worker_is_in_the_remote_traceback(cluster: Any) 
                 assert cause.text.splitlines()[-1] == "ValueError: chained"
 
     run(main)
+
+
+@pytest.mark.parametrize("how", ["SystemExit", "KeyboardInterrupt"])
+def test_system_exit_and_keyboard_interrupt_come_back_and_no_worker_dies(
+    cluster: Any, observer: Any, how: str
+) -> None:
+    # A Dask worker takes both for its own end: the call would run on every worker in turn,
+    # each process dying, until KilledWorker.
+    workers = observer.run(os.getpid)  # {address: pid}
+
+    async def main() -> None:
+        async with offload.DaskPool(cluster.scheduler_address) as pool:
+            run_call, map_call = pool.run(dask_work.leave, how), pool.map(dask_work.leave, [how])
+            for call in (run_call, map_call, pool.submit(dask_work.leave, how)):
+                with pytest.raises(BaseException) as raised:
+                    await call
+                assert type(raised.value) is getattr(builtins, how)
+                assert str(raised.value) == f"{how} from leave"
+                cause = raised.value.__cause__
+                assert isinstance(cause, offload.RemoteTraceback)
+                assert "dask_work.py" in cause.text and "in leave" in cause.text
+                assert cause.text.splitlines()[-1] == f"{how}: {how} from leave"
+            assert await pool.run(dask_work.square, 3) == 9
+            s = pool.stats()
+            assert (s.submitted, s.failed, s.completed) == (4, 3, 1), s
+
+    run(main)
+    assert observer.run(os.getpid) == workers
+
+
+def test_the_call_sent_to_a_worker_needs_no_offload_there(tmp_path: Path) -> None:
+    # What DaskPool sends for a call, loaded and run where offload cannot be imported.
+    import cloudpickle
+
+    from offload._dask import _run_on_worker
+
+    calls = {name: functools.partial(_run_on_worker, fn) for name, fn in [("pow", pow), ("exit", sys.exit)]}
+    path = tmp_path / "calls.pickle"
+    path.write_bytes(cloudpickle.dumps(calls))
+    code = (
+        "import pickle, sys\n"
+        "sys.modules['offload'] = None  # import offload raises ImportError\n"
+        f"calls = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+        "print(calls['pow'](2, 5))\n"
+        "try:\n"
+        "    calls['exit']('bye')\n"
+        "except Exception as error:  # not SystemExit: Dask would end the worker\n"
+        "    print(type(error).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+    assert (done.returncode, done.stdout.split()) == (0, ["32", "RuntimeError"]), done.stderr
 
 
 def test_a_call_that_cannot_be_pickled_raises_send_error(cluster: Any) -> None:

@@ -4,7 +4,9 @@ When one machine is not enough, the same ``await pool.run(fn, x)`` runs on a Das
 A :class:`DaskPool` drives a ``distributed.Client`` in asynchronous mode on the caller's event
 loop, so awaiting a call never blocks the loop, and maps the Pool surface onto it:
 
-* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future;
+* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future; every call
+  runs on its worker inside ``_run_on_worker``, which brings SystemExit and
+  KeyboardInterrupt back as any exception, and keeps the key Dask would give it;
 * ``map`` is one ``client.map`` and one ``client.gather``; the failure with the lowest index
   is raised;
 * ``imap`` is :class:`Pool`'s own windowed iteration, over ``run``;
@@ -37,6 +39,7 @@ import functools
 import importlib
 import threading
 import traceback
+import uuid
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -116,13 +119,22 @@ async def _attach_remote_traceback(error: BaseException, future: Any) -> None:
     """Puts the worker-side traceback of an exception a Dask task raised, as text, in
     ``__cause__`` (a :class:`RemoteTraceback`), as ProcessPool does, when Dask brought one
     back. The text has the whole chain as the worker saw it, so it replaces a cause the
-    worker chained (``raise X from Y``): that cause is in the text."""
-    if future.status != "error" or isinstance(error.__cause__, RemoteTraceback):
-        return  # not the task's exception, or already done (pure=True callers share it)
+    worker chained (``raise X from Y``): that cause is in the text.
+
+    ``error`` is what awaiting the Dask future raised: the task's exception or, for a
+    StopIteration (which a coroutine cannot raise), the RuntimeError whose cause it is; the
+    text goes to the task's exception. A carried exception has its text already."""
+    if future.status != "error" or _is_carrier(error):
+        return
+    raised: BaseException = await future.exception()
+    if raised is not error and error.__cause__ is not raised:
+        return  # not the task's exception
+    if isinstance(raised.__cause__, RemoteTraceback):
+        return  # already done: pure=True callers share it
     remote = await future.traceback()
     if remote is not None:
-        text = "".join(traceback.format_exception(type(error), error, remote))
-        error.__cause__ = RemoteTraceback(text)
+        text = "".join(traceback.format_exception(type(raised), raised, remote))
+        raised.__cause__ = RemoteTraceback(text)
 
 
 def _raise_send_error(error: TypeError, fn: Any, labelled: List[Tuple[str, Any]]) -> NoReturn:
@@ -144,6 +156,63 @@ def _raise_send_error(error: TypeError, fn: Any, labelled: List[Tuple[str, Any]]
                 f"for a Dask worker: {why}"
             ) from error
     raise error
+
+
+# -- the worker's side of a call ------------------------------------------------------------
+
+# A Dask worker takes a SystemExit or KeyboardInterrupt raised by a task for its own end: the
+# worker process dies, the scheduler runs the call again elsewhere, and the call ends as
+# KilledWorker. So the worker side of every call (_run_on_worker) turns them into a
+# RuntimeError whose arguments are (CARRIED, the exception, its traceback on the worker as
+# text), which Dask brings back as any error, and the caller's side (_uncarried) raises the
+# exception itself, as ProcessPool does. Every other exception, BaseException subclasses
+# included, Dask brings back as it is.
+CARRIED = "offload.DaskPool: a SystemExit or KeyboardInterrupt raised by the call"
+
+
+def _worker_side() -> Callable[..., Any]:
+    """Makes the function that runs each call on its Dask worker. Defined inside a function so
+    that cloudpickle sends it by value, as it sends a nested function: a worker imports only
+    the standard library for it, and needs no offload."""
+
+    def run_on_worker(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (SystemExit, KeyboardInterrupt) as error:
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            raise RuntimeError(CARRIED, error, text) from None
+
+    return run_on_worker
+
+
+_run_on_worker = _worker_side()
+
+
+def _is_carrier(error: BaseException) -> bool:
+    """Whether ``error`` is what _run_on_worker raised to carry an exception back. Its
+    arguments are compared only once known to be strings: a call's own arguments may be
+    objects whose ``__eq__`` raises."""
+    args = error.args
+    return (
+        type(error) is RuntimeError
+        and len(args) == 3
+        and type(args[0]) is str
+        and args[0] == CARRIED
+        and isinstance(args[1], BaseException)
+        and type(args[2]) is str
+    )
+
+
+def _uncarried(error: BaseException) -> BaseException:
+    """The exception the call raised, from the one its loop task ended with: a SystemExit or
+    KeyboardInterrupt carried back, with its worker-side traceback in ``__cause__`` (a
+    :class:`RemoteTraceback`), or ``error`` itself. Unwrapped only when it reaches the
+    call's future: a loop task must not raise either, which would stop the loop."""
+    if not _is_carrier(error):
+        return error
+    _, carried, text = error.args
+    carried.__cause__ = RemoteTraceback(text)
+    return cast(BaseException, carried)
 
 
 class _Call:
@@ -177,7 +246,7 @@ def _follow(call: "Call[T]", task: "asyncio.Future[T]") -> None:
             return
         error = task.exception()
         if error is not None:
-            call.set_exception(error)
+            call.set_exception(_uncarried(error))
         else:
             call.set_result(task.result())
 
@@ -329,7 +398,9 @@ class DaskPool:
       four per worker thread of the cluster) and reads its input only as results are consumed.
     * An exception raised by a call comes back with its type and message, and the worker-side
       traceback as text in ``__cause__`` (a :class:`RemoteTraceback`, whose text also shows
-      a cause the worker chained) when Dask brings one. A worker that dies during a call does
+      a cause the worker chained) when Dask brings one. That includes ``SystemExit`` and
+      ``KeyboardInterrupt``, which the pool catches on the worker (Dask would take them for
+      the worker's end) and raises again in the caller. A worker that dies during a call does
       not fail it at once: Dask runs it again on another worker, and raises
       ``distributed.KilledWorker`` once the call has been on more dying workers than the
       scheduler's ``distributed.scheduler.allowed-failures`` (3 by default).
@@ -384,6 +455,8 @@ class DaskPool:
         if not isinstance(pure, bool):
             raise TypeError(f"offload: pure must be a bool, got {type(pure).__name__}")
         self._distributed = distributed
+        self._tokenize: Callable[..., str] = importlib.import_module("dask.base").tokenize
+        self._funcname: Callable[[Any], str] = importlib.import_module("dask.utils").funcname
         self._pure = pure
         self._options: Dict[str, Any] = options
         self._target: Any = None  # what a client of the pool's own connects to (None: a LocalCluster)
@@ -584,12 +657,24 @@ class DaskPool:
         for future in futures:
             future.release()
 
+    def _keys(self, fn: Callable[..., Any], calls: List[Tuple[Any, ...]]) -> List[str]:
+        """The Dask keys of calls of ``fn`` with each of ``calls`` as arguments, as Dask names
+        them: the function's name, then with ``pure`` a hash of the function and the arguments
+        (identical calls share a key), else a unique id. Given to Dask, which would otherwise
+        name every call after _run_on_worker."""
+        name = self._funcname(fn)
+        if self._pure:
+            return [f"{name}-{self._tokenize(fn, *args)}" for args in calls]
+        return [f"{name}-{uuid.uuid4()}" for _ in calls]
+
     def _submit(self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any], call: _Call) -> Any:
         # The keyword arguments are bound first: client.submit reads its own (key, workers,
-        # priority...) from the keywords it gets.
+        # priority...) from the keywords it gets. The arguments stay Dask's to read: a Dask
+        # future among them is a dependency.
         bound = functools.partial(fn, **kwargs) if kwargs else fn
         try:
-            future = self._client.submit(bound, *args, pure=self._pure)
+            [key] = self._keys(bound, [args])
+            future = self._client.submit(functools.partial(_run_on_worker, bound), *args, key=key)
         except TypeError as error:
             labelled = [(f"argument {index}", arg) for index, arg in enumerate(args)]
             labelled += [(f"keyword argument {key!r}", value) for key, value in kwargs.items()]
@@ -731,7 +816,10 @@ class DaskPool:
             return []
         await self._ensure_started()
         try:
-            futures = self._client.map(fn, items, pure=self._pure)
+            keys = self._keys(fn, [(item,) for item in items])
+            # pure=False also spares Dask hashing the whole map (items it cannot hash included).
+            on_worker = functools.partial(_run_on_worker, fn)
+            futures = self._client.map(on_worker, items, key=keys, pure=self._pure)
         except TypeError as error:
             _raise_send_error(error, fn, [(f"item {index}", item) for index, item in enumerate(items)])
         self._sent(call, futures)
