@@ -173,15 +173,11 @@ class Promises:
     """A failing map raises at the first failure that arrives and cancels the calls still pending
     (DaskPool.map). A native pool's map raises once its running blocks ended, "and no worker
     takes a further block" (Pool.map)."""
-    submit_before_shutdown_kept: bool
-    """A call submit() accepted before shutdown() runs (or, with cancel_pending, is cancelled)
-    (Pool.shutdown, DaskPool.shutdown: "once the calls in flight are done"). False for DaskPool:
-    see DASK_SUBMIT_THEN_SHUTDOWN_BUG."""
 
 
 _THREADS = dict(context=True, local=True, sees_cancellation=True, by_name=False, pickled=False,
                 plain_with=True, running_cancel_refused=True, map_counted_per_item=False,
-                map_fails_fast=False, submit_before_shutdown_kept=True)
+                map_fails_fast=False)
 _CPU = dict(_THREADS, context=False, local=False, sees_cancellation=False, by_name=True, pickled=True)
 PROMISES: Dict[str, Promises] = {
     "default": Promises(**_THREADS, own_pools=False),
@@ -189,18 +185,10 @@ PROMISES: Dict[str, Promises] = {
     "interpreter": Promises(**_CPU, own_pools=True),
     "process": Promises(**_CPU, own_pools=True),
     "dask": Promises(**dict(_CPU, by_name=False, plain_with=False, running_cancel_refused=False,
-                            map_counted_per_item=True, map_fails_fast=True,
-                            submit_before_shutdown_kept=False),
+                            map_counted_per_item=True, map_fails_fast=True),
                      own_pools=True),
 }
 
-DASK_SUBMIT_THEN_SHUTDOWN_BUG = (
-    "BUG: DaskPool: a call that submit() accepted from another thread (it returned a DaskFuture) "
-    "just before shutdown(wait=False) fails with RuntimeError('cannot submit to a pool that was "
-    "shut down') instead of running (or, with cancel_pending=True, being cancelled): submit() "
-    "hands the call to the pool's loop, which checks the closing flag that shutdown() set "
-    "meanwhile, against 'closes ... once the calls in flight are done' (DaskPool.shutdown)"
-)
 DASK_IMAP_LEFT_BUG = (
     "BUG (found, not pinned down by a test: it shows in about one round in twenty): an imap of a "
     "DaskPool left suspended (return or break in `async for`, the generator finalized later by "

@@ -723,6 +723,59 @@ def test_a_pool_belongs_to_its_loop_and_submit_works_from_other_loops_and_thread
         pool_loop.close()
 
 
+class HandOffHeld(asyncio.SelectorEventLoop):
+    """A loop that holds call_soon_threadsafe from the thread named "held" until ``go`` is set
+    (``held`` is set once it waits): a thread whose call submit() accepted is held just before
+    it hands the call to the loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.Event()
+        self.go = threading.Event()
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
+        if threading.current_thread().name == "held":
+            self.held.set()
+            assert self.go.wait(TIMEOUT)
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+
+@pytest.mark.parametrize("cancel_pending", [False, True], ids=["runs", "cancel_pending"])
+def test_a_call_submit_accepted_outlives_a_shutdown_that_overtakes_its_hand_off(
+    cluster: Any, cancel_pending: bool
+) -> None:
+    # submit() from another thread decides at once, and the call reaches the pool's loop
+    # later: a shutdown that starts closing first waits for it, and runs it (or cancels it).
+    loop = HandOffHeld()
+    thread = threading.Thread(target=loop.run_forever, name="pool-loop")
+    thread.start()
+    pool = offload.DaskPool(cluster.scheduler_address)
+    try:
+        asyncio.run_coroutine_threadsafe(pool.start(), loop).result(TIMEOUT)
+        submitted: List[Any] = []
+        submitter = threading.Thread(target=lambda: submitted.append(pool.submit(dask_work.square, 7)), name="held")
+        submitter.start()
+        assert loop.held.wait(TIMEOUT)  # accepted, not handed yet
+        closing = threading.Thread(target=pool.shutdown, kwargs={"cancel_pending": cancel_pending})
+        closing.start()
+        closing.join(0.5)
+        assert closing.is_alive()  # the close waits for the call submit() accepted
+        loop.go.set()
+        submitter.join(TIMEOUT)
+        closing.join(TIMEOUT)
+        assert not closing.is_alive() and pool.client.status == "closed"
+        [future] = submitted
+        if cancel_pending:
+            assert future.cancelled() and pool.stats().submitted == 0  # never sent
+        else:
+            assert future.result(0) == 49
+    finally:
+        loop.go.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(TIMEOUT)
+        loop.close()
+
+
 def test_submit_refuses_a_pool_whose_loop_is_not_running(cluster: Any) -> None:
     loop = asyncio.new_event_loop()  # run only by run_until_complete: stopped in between
     try:

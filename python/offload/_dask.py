@@ -23,7 +23,9 @@ ended, even while the caller keeps the exception (whose traceback reaches the fu
 
 The client, the loop tasks and the counters belong to the pool's loop: every method but
 ``submit``, ``shutdown`` and ``stats`` runs on that loop's thread, and ``submit`` from
-anywhere else hands the call to it (``call_soon_threadsafe``), while that loop runs.
+anywhere else hands the call to it (``call_soon_threadsafe``), while that loop runs. Such a
+``submit`` decides at once whether the call is accepted, against any ``shutdown`` (both take
+``_intake``); the loop runs what it accepted, and a close waits for those calls too.
 
 ``distributed`` is an optional dependency (``pip install offload[dask]``), imported when a
 DaskPool is constructed. Its objects are typed ``Any`` here, so that offload type-checks
@@ -483,7 +485,15 @@ class DaskPool:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._starting: "Optional[asyncio.Future[None]]" = None
         self._ready = False  # the client is connected
+        # What submit() from another thread decides against a shutdown from any thread. The
+        # lock guards _closing, _cancel_pending and _handed, and is held for nothing else.
+        self._intake = threading.Lock()
         self._closing = False  # shutdown began: no more calls
+        self._cancel_pending = False  # a shutdown asked to cancel the calls in flight
+        # Calls submit() accepted from another thread that have not reached the loop yet; only
+        # the loop takes them in, and none is added once closing: the close waits for them.
+        self._handed = 0
+        self._all_handed: "Optional[asyncio.Future[None]]" = None  # set by the last one
         self._closed = False  # what the pool owns is closed
         self._closing_task: "Optional[asyncio.Future[None]]" = None  # the last close begun
         self._calls: "Set[asyncio.Future[Any]]" = set()  # loop tasks of the calls in flight
@@ -715,8 +725,12 @@ class DaskPool:
             _refuse_shut_down()
         return _start_call("offload.DaskPool.run", self._start_run, fn, args, kwargs)
 
-    def _start_run(self, call: "Call[Any]", fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> None:
-        loop = self._loop_accepting_calls()
+    def _start_run(
+        self, call: "Call[Any]", fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any], accepted: bool = False
+    ) -> None:
+        """Starts a run on the running loop. ``accepted``: a call submit() accepted, which runs
+        although a shutdown may have begun since (the loop is then the pool's)."""
+        loop = asyncio.get_running_loop() if accepted else self._loop_accepting_calls()
         record = _Call()
         if self._ready:
             body = self._result(self._submit(fn, args, kwargs, record), record)
@@ -730,7 +744,10 @@ class DaskPool:
         On the pool's loop it is :meth:`run` behind a thread-safe future. From another thread
         or loop the call is handed to the pool's loop, which must have started the pool and
         be running — and keep running until the call ends: a call handed to a loop that
-        stopped meanwhile waits for it to run again.
+        stopped meanwhile waits for it to run again. Whether the call is accepted is decided
+        here, at once: a call this returned a future for runs even if a shutdown begins
+        before it reaches the loop (which the close then waits for), unless that shutdown
+        cancels the calls in flight (``cancel_pending``), and then its future is cancelled.
 
         Raises:
             TypeError: ``fn`` is not callable.
@@ -767,24 +784,43 @@ class DaskPool:
                 "run_until_complete)"
             )
         future = DaskFuture(loop)
+        with self._intake:  # accepted, or refused, against any shutdown: one decision
+            if self._closing:
+                _refuse_shut_down()
+            self._handed += 1
         try:
             loop.call_soon_threadsafe(self._submit_on_loop, future, fn, args, kwargs)
-        except RuntimeError:  # closed meanwhile
+        except RuntimeError:  # closed meanwhile, and with it any close that waited
+            with self._intake:
+                self._handed -= 1
             raise closed from None
         return future
 
     def _submit_on_loop(self, future: DaskFuture[Any], fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> None:
-        if future.cancelled():
-            return
+        """On the pool's loop: runs a call submit() accepted from another thread, unless its
+        future was cancelled meanwhile or a shutdown since cancels the calls in flight."""
         try:
-            task = self.run(fn, *args, **kwargs)
-        except BaseException as error:  # shut down meanwhile, or the call cannot be sent
+            if future.cancelled():
+                return
+            if self._cancel_pending:
+                future.cancel()
+                return
             try:
-                future.set_exception(error)
-            except concurrent.futures.InvalidStateError:
-                pass
-            return
-        future._attach(task)
+                task = _start_call("offload.DaskPool.submit", self._start_run, fn, args, kwargs, True)
+            except BaseException as error:  # the call cannot be sent
+                try:
+                    future.set_exception(error)
+                except concurrent.futures.InvalidStateError:
+                    pass
+                return
+            future._attach(task)
+        finally:
+            with self._intake:
+                self._handed -= 1
+                last = self._handed == 0
+            waiter = self._all_handed
+            if last and waiter is not None and not waiter.done():  # a close waits for it
+                waiter.set_result(None)
 
     def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "Call[List[R]]":
         """Runs ``fn(item)`` for every item on the cluster; await the list of results.
@@ -914,16 +950,24 @@ class DaskPool:
                 ``shutdown()``).
         """
         if self._closed or self._loop is None:  # never started: nothing of its own is open
-            self._closing = self._closed = True
+            self._stop_intake(cancel_pending)
+            self._closed = True
             return
         self._loop_for_call(USE_SHUTDOWN)
         await asyncio.shield(self._begin_close(cancel_pending))
+
+    def _stop_intake(self, cancel_pending: bool) -> None:
+        """No call is accepted from now on; with ``cancel_pending``, the calls submit()
+        accepted that have not reached the loop yet will be cancelled there."""
+        with self._intake:
+            self._closing = True
+            self._cancel_pending = self._cancel_pending or cancel_pending
 
     def _begin_close(self, cancel_pending: bool) -> "asyncio.Future[None]":
         """On the pool's loop: stops intake and starts closing, unless a close is under way;
         returns the close's task. A close that failed or was cancelled (its loop shut down
         first, say) left the pool not closed: this one tries again."""
-        self._closing = True
+        self._stop_intake(cancel_pending)
         if cancel_pending:
             for task in list(self._calls):
                 task.cancel()
@@ -933,10 +977,13 @@ class DaskPool:
         return closing
 
     async def _close(self) -> None:
-        """Waits for the start and the calls in flight, then closes what the pool owns; marks
-        the pool closed only if all of that succeeded."""
+        """Waits for the start, the calls submit() accepted and the calls in flight, then closes
+        what the pool owns; marks the pool closed only if all of that succeeded."""
         if self._starting is not None:  # let a start finish, to close what it opened
             await asyncio.wait([self._starting])
+        while self._handed:  # none is added once closing, and only this loop takes them in
+            self._all_handed = asyncio.get_running_loop().create_future()
+            await self._all_handed
         while self._calls:
             await asyncio.wait(list(self._calls))
         try:
@@ -949,7 +996,9 @@ class DaskPool:
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stops accepting calls and closes the client and the cluster the pool created, once
-        the calls in flight are done (with ``cancel_pending``, they are cancelled first).
+        the calls in flight are done (with ``cancel_pending``, they are cancelled first). The
+        calls in flight include those :meth:`submit` accepted from another thread before the
+        shutdown, even if they had not reached the pool's loop yet.
 
         From another thread than the pool's loop, ``wait=True`` returns once all is closed.
         On the loop's own thread it cannot wait — the loop drives the client — and raises
@@ -966,7 +1015,8 @@ class DaskPool:
         """
         loop = self._loop
         if self._closed or loop is None or loop.is_closed():
-            self._closing = self._closed = True
+            self._stop_intake(cancel_pending)
+            self._closed = True
             return
         if _running_loop() is loop:
             if wait:
@@ -982,7 +1032,7 @@ class DaskPool:
                 "offload: this DaskPool's event loop is not running, so its Dask client "
                 "cannot be closed: call `await pool.aclose()` on that loop"
             )
-        self._closing = True
+        self._stop_intake(cancel_pending)
         closing = asyncio.run_coroutine_threadsafe(self.aclose(cancel_pending=cancel_pending), loop)
         if wait:
             closing.result()
