@@ -102,6 +102,23 @@ def block(started: str, release: str, timeout: float = 30.0) -> int:
     return os.getpid()
 
 
+class SentSlowly:
+    """A result that takes as long to send as a test wants: pickling it (when its worker sends
+    it to a client) appends the worker's pid to ``started`` and waits until ``release``
+    exists; it arrives as the int ``value``."""
+
+    def __init__(self, value: int, started: str, release: str) -> None:
+        self.value, self.started, self.release = value, started, release
+
+    def __reduce__(self) -> Tuple[Any, Tuple[int]]:
+        block(self.started, self.release)
+        return (int, (self.value,))
+
+
+def send_slowly(value: int, started: str, release: str) -> SentSlowly:
+    return SentSlowly(value, started, release)
+
+
 def block_on(item: Tuple[str, str]) -> int:
     """:func:`block` for map and imap: ``item`` is its two paths."""
     return block(*item)

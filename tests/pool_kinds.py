@@ -189,14 +189,6 @@ PROMISES: Dict[str, Promises] = {
                      own_pools=True),
 }
 
-DASK_IMAP_LEFT_BUG = (
-    "BUG (found, not pinned down by a test: it shows in about one round in twenty): an imap of a "
-    "DaskPool left suspended (return or break in `async for`, the generator finalized later by "
-    "the loop) or closed after some of its calls were cancelled can cancel calls made after it "
-    "on the same pool: their Call is cancelled, so awaiting them raises CancelledError. The "
-    "suites give each test a DaskPool of its own, and make no call on a pool after cancelling "
-    "calls on it"
-)
 OWN_POOLS_SKIP = (
     "the default pool is the process's own: it cannot be made anew, and shut down it would refuse "
     "every later offload.run of this run (lifecycle.md); its Pool class is the thread kind's, and "
@@ -315,23 +307,19 @@ class Kind:
         """Returns once every call submitted to `pool` before has ended or was dropped: one call
         per worker, all running at once (cpu_work.meet), so every worker has finished what it ran
         before, and calls start in the order they were submitted. On Dask, call
-        scheduler_forgot first: the probe calls go through a pool of their own (see
-        DASK_IMAP_LEFT_BUG), and a worker runs one call at a time."""
+        scheduler_forgot first: a worker runs one call at a time, and a cancelled call the
+        scheduler still holds could take a worker before the probe calls."""
         root.mkdir(exist_ok=True)
-        probe = self.make(WORKERS) if isinstance(pool, offload.DaskPool) else pool
-        try:
-            count = self.workers(pool)
-            paths = [str(root / f"meet-{time.monotonic_ns()}-{i}") for i in range(count)]
-            futures = [probe.submit(cpu_work.meet, path, paths, TIMEOUT) for path in paths]
-            for future in futures:
-                future.result(TIMEOUT)
-        finally:
-            if probe is not pool:
-                close_pool(probe)
+        count = self.workers(pool)
+        paths = [str(root / f"meet-{time.monotonic_ns()}-{i}") for i in range(count)]
+        futures = [pool.submit(cpu_work.meet, path, paths, TIMEOUT) for path in paths]
+        for future in futures:
+            future.result(TIMEOUT)
 
     def fresh_dask_pool(self) -> Iterator[None]:
-        """For each test, a DaskPool of its own on the kind's loop (30 ms to connect): what
-        one test leaves on a DaskPool cannot reach the next (see DASK_IMAP_LEFT_BUG)."""
+        """For each test, a DaskPool of its own on the kind's loop (30 ms to connect), closed
+        when the test ends: the close waits for the calls the test left in flight, which would
+        otherwise hold a worker of the shared cluster into the next test."""
         if self.base != "dask":
             yield
             return

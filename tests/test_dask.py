@@ -591,6 +591,33 @@ def test_with_pure_true_cancelling_one_caller_leaves_the_others_their_call(
     run(main)
 
 
+def test_a_call_cancelled_while_its_result_is_fetched_leaves_the_others_fetched_with_it(
+    cluster: Any, blockers: Callable[[str], Blocker]
+) -> None:
+    # Dask's client fetches the results of calls that finish together in one request, which
+    # the first of them awaited: cancelling that call cancelled the request, and every call
+    # fetched with it (made later on the same pool, say) raised CancelledError, its result on
+    # the cluster. Two identical calls of a pure=True pool share a key and wake together, so
+    # they are fetched in one request, which a result that takes as long to send as the test
+    # wants holds open. Three rounds: each cancels a different request.
+    async def main() -> None:
+        async with offload.DaskPool(cluster.scheduler_address, pure=True) as pool:
+            for value in range(3):
+                sending = blockers(f"send-{value}")
+                first, second = [pool.run(dask_work.send_slowly, value, *sending.args()) for _ in range(2)]
+                await wait_until(lambda: sending.pids(), "the result being sent")
+                first.cancel()
+                sending.release()
+                assert await second == value
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+            assert await pool.run(dask_work.square, 3) == 9
+            s = pool.stats()  # a call dropped once its Dask task finished counts as completed
+            assert (s.submitted, s.completed, s.cancelled, s.queued) == (7, 7, 0, 0), s
+
+    run(main)
+
+
 async def _new_keys(observer: Any, prefix: str, known: Set[str]) -> Set[str]:
     return set(await states(observer, prefix)) - known
 

@@ -4,11 +4,13 @@ When one machine is not enough, the same ``await pool.run(fn, x)`` runs on a Das
 A :class:`DaskPool` drives a ``distributed.Client`` in asynchronous mode on the caller's event
 loop, so awaiting a call never blocks the loop, and maps the Pool surface onto it:
 
-* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future; every call
+* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future's result,
+  fetched in a task of its own (``_fetched``: cancelling one call must not cancel the
+  request Dask shares between calls that finish together); every call
   runs on its worker inside ``_run_on_worker``, which brings SystemExit and
   KeyboardInterrupt back as any exception, and keeps the key Dask would give it;
-* ``map`` is one ``client.map`` and one ``client.gather``; the failure with the lowest index
-  is raised;
+* ``map`` is one ``client.map`` and one ``client.gather`` (fetched likewise); the failure
+  with the lowest index is raised;
 * ``imap`` is :class:`Pool`'s own windowed iteration, over ``run``;
 * ``submit`` returns a :class:`DaskFuture`: a :class:`concurrent.futures.Future` that is also
   awaitable, so threads and other loops can use it too.
@@ -115,6 +117,21 @@ def _retrieve_exception(task: "asyncio.Future[Any]") -> None:
     log it as never retrieved. The waiters that remain still get it."""
     if not task.cancelled():
         task.exception()
+
+
+async def _fetched(result: Any) -> Any:
+    """Awaits ``result`` (a Dask future, or a gather) in a task of its own, which cancelling
+    the caller does not reach.
+
+    Dask's client fetches the results of futures that finish together in one request: a task
+    that the first of them awaits, and the others join. Awaited directly, cancelling that
+    first call cancelled the request, and every call fetched with it raised CancelledError,
+    its result on the cluster. A cancelled call leaves its fetch to end on its own instead:
+    at once if it had not begun (the call releases its future, which ends the wait), else once
+    the request is done, its result dropped."""
+    fetch = asyncio.ensure_future(result)
+    fetch.add_done_callback(_retrieve_exception)  # if the caller left, nobody else looks
+    return await asyncio.shield(fetch)
 
 
 async def _attach_remote_traceback(error: BaseException, future: Any) -> None:
@@ -410,7 +427,8 @@ class DaskPool:
       the scheduler forgets a key no future holds any more: a task that has not started does
       not run; a running one cannot be interrupted and runs to its end on its worker, its
       result dropped. Every call ends that way: a result or an error is not kept on the
-      cluster once its call ended.
+      cluster once its call ended. No other call is touched, not even one whose result Dask
+      fetches in the same request.
 
     Where it differs:
 
@@ -694,7 +712,7 @@ class DaskPool:
 
     async def _result(self, future: Any, call: _Call) -> Any:
         try:
-            return await future
+            return await _fetched(future)
         except Exception as error:
             call.raised = True
             await _attach_remote_traceback(error, future)
@@ -860,7 +878,7 @@ class DaskPool:
             _raise_send_error(error, fn, [(f"item {index}", item) for index, item in enumerate(items)])
         self._sent(call, futures)
         try:
-            results = await self._client.gather(futures, asynchronous=True)
+            results = await _fetched(self._client.gather(futures, asynchronous=True))
         except Exception:
             call.raised = True
             # gather raises the error of any failed future: raise the lowest-indexed one.
