@@ -52,6 +52,12 @@ def fail_from(message: str) -> None:
         raise ValueError(message) from error
 
 
+def leave(how: str) -> None:
+    """Raises SystemExit or KeyboardInterrupt (``how`` names it), which Dask would take for its
+    worker process ending."""
+    raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}[how](f"{how} from leave")
+
+
 def make_lock() -> Any:
     """A result that cannot be pickled back to the caller."""
     return threading.Lock()
@@ -94,6 +100,23 @@ def block(started: str, release: str, timeout: float = 30.0) -> int:
         f.write(f"{os.getpid()}\n")
     wait_for_file(release, timeout)
     return os.getpid()
+
+
+class SentSlowly:
+    """A result that takes as long to send as a test wants: pickling it (when its worker sends
+    it to a client) appends the worker's pid to ``started`` and waits until ``release``
+    exists; it arrives as the int ``value``."""
+
+    def __init__(self, value: int, started: str, release: str) -> None:
+        self.value, self.started, self.release = value, started, release
+
+    def __reduce__(self) -> Tuple[Any, Tuple[int]]:
+        block(self.started, self.release)
+        return (int, (self.value,))
+
+
+def send_slowly(value: int, started: str, release: str) -> SentSlowly:
+    return SentSlowly(value, started, release)
 
 
 def block_on(item: Tuple[str, str]) -> int:

@@ -143,14 +143,6 @@ def counters_add_up(pool: Any) -> offload.PoolStats:
     return s  # type: ignore[no-any-return]
 
 
-def skip_dask_base_exceptions(kind: "Kind", name: str) -> None:
-    """Skips a SystemExit or KeyboardInterrupt case on a kind that does not promise them
-    (DaskPool, where each costs a worker): the bug is shown once, by
-    test_contract_calls.py::test_a_base_exception_reaches_the_caller_and_the_worker_goes_on."""
-    if not kind.promises.base_exceptions and name in ("SystemExit", "KeyboardInterrupt"):
-        pytest.skip(f"shown through submit: {DASK_BASE_EXCEPTIONS_BUG}")
-
-
 # -- what each kind promises, where the kinds differ --------------------------------------
 
 
@@ -192,23 +184,11 @@ class Promises:
     """A failing map raises at the first failure that arrives and cancels the calls still pending
     (DaskPool.map). A native pool's map raises once its running blocks ended, "and no worker
     takes a further block" (Pool.map)."""
-    base_exceptions: bool
-    """A call raising SystemExit or KeyboardInterrupt fails with it, as with any exception
-    (docs/reliability.md, "Errors"). False for DaskPool: see DASK_BASE_EXCEPTIONS_BUG."""
-    checked_timeouts: bool
-    """Future.result(timeout) and exception(timeout) refuse a timeout that is not a number with
-    an error naming it (docs/reliability.md, "Bad input": every public method). False for
-    DaskFuture: see DASK_RESULT_TIMEOUT_BUG."""
-    submit_before_shutdown_kept: bool
-    """A call submit() accepted before shutdown() runs (or, with cancel_pending, is cancelled)
-    (Pool.shutdown, DaskPool.shutdown: "once the calls in flight are done"). False for DaskPool:
-    see DASK_SUBMIT_THEN_SHUTDOWN_BUG."""
 
 
 _THREADS = dict(context=True, local=True, sees_cancellation=True, by_name=False, pickled=False,
                 plain_with=True, running_cancel_refused=True, map_counted_per_item=False,
-                map_fails_fast=False, base_exceptions=True, submit_before_shutdown_kept=True,
-                checked_timeouts=True)
+                map_fails_fast=False)
 _CPU = dict(_THREADS, context=False, local=False, sees_cancellation=False, by_name=True, pickled=True)
 PROMISES: Dict[str, Promises] = {
     "default": Promises(**_THREADS, own_pools=False),
@@ -216,39 +196,10 @@ PROMISES: Dict[str, Promises] = {
     "interpreter": Promises(**_CPU, own_pools=True),
     "process": Promises(**_CPU, own_pools=True),
     "dask": Promises(**dict(_CPU, by_name=False, plain_with=False, running_cancel_refused=False,
-                            map_counted_per_item=True, map_fails_fast=True, base_exceptions=False,
-                            submit_before_shutdown_kept=False, checked_timeouts=False),
+                            map_counted_per_item=True, map_fails_fast=True),
                      own_pools=True),
 }
 
-DASK_BASE_EXCEPTIONS_BUG = (
-    "BUG: DaskPool: a call raising SystemExit or KeyboardInterrupt ends the Dask worker process "
-    "running it (Dask takes both for a dying worker): the call is run again on other workers "
-    "and fails with distributed.KilledWorker once allowed-failures workers died, instead of "
-    "raising SystemExit/KeyboardInterrupt, against 'An exception raised by a call comes back "
-    "with its type and message' (DaskPool) and docs/reliability.md's Errors promise"
-)
-DASK_SUBMIT_THEN_SHUTDOWN_BUG = (
-    "BUG: DaskPool: a call that submit() accepted from another thread (it returned a DaskFuture) "
-    "just before shutdown(wait=False) fails with RuntimeError('cannot submit to a pool that was "
-    "shut down') instead of running (or, with cancel_pending=True, being cancelled): submit() "
-    "hands the call to the pool's loop, which checks the closing flag that shutdown() set "
-    "meanwhile, against 'closes ... once the calls in flight are done' (DaskPool.shutdown)"
-)
-DASK_RESULT_TIMEOUT_BUG = (
-    "BUG: DaskFuture.result()/exception() take concurrent.futures' timeouts unchecked: "
-    "timeout='1' raises TypeError(\"'>' not supported between instances of 'str' and 'int'\"), "
-    "which names no parameter, and NaN or True are taken as waits, where every other offload "
-    "timeout refuses them naming 'timeout' (docs/reliability.md, Bad input)"
-)
-DASK_IMAP_LEFT_BUG = (
-    "BUG (found, not pinned down by a test: it shows in about one round in twenty): an imap of a "
-    "DaskPool left suspended (return or break in `async for`, the generator finalized later by "
-    "the loop) or closed after some of its calls were cancelled can cancel calls made after it "
-    "on the same pool: their Call is cancelled, so awaiting them raises CancelledError. The "
-    "suites give each test a DaskPool of its own, and make no call on a pool after cancelling "
-    "calls on it"
-)
 OWN_POOLS_SKIP = (
     "the default pool is the process's own: it cannot be made anew, and shut down it would refuse "
     "every later offload.run of this run (lifecycle.md); its Pool class is the thread kind's, and "
@@ -367,23 +318,19 @@ class Kind:
         """Returns once every call submitted to `pool` before has ended or was dropped: one call
         per worker, all running at once (cpu_work.meet), so every worker has finished what it ran
         before, and calls start in the order they were submitted. On Dask, call
-        scheduler_forgot first: the probe calls go through a pool of their own (see
-        DASK_IMAP_LEFT_BUG), and a worker runs one call at a time."""
+        scheduler_forgot first: a worker runs one call at a time, and a cancelled call the
+        scheduler still holds could take a worker before the probe calls."""
         root.mkdir(exist_ok=True)
-        probe = self.make(WORKERS) if isinstance(pool, offload.DaskPool) else pool
-        try:
-            count = self.workers(pool)
-            paths = [str(root / f"meet-{time.monotonic_ns()}-{i}") for i in range(count)]
-            futures = [probe.submit(cpu_work.meet, path, paths, TIMEOUT) for path in paths]
-            for future in futures:
-                future.result(TIMEOUT)
-        finally:
-            if probe is not pool:
-                close_pool(probe)
+        count = self.workers(pool)
+        paths = [str(root / f"meet-{time.monotonic_ns()}-{i}") for i in range(count)]
+        futures = [pool.submit(cpu_work.meet, path, paths, TIMEOUT) for path in paths]
+        for future in futures:
+            future.result(TIMEOUT)
 
     def fresh_dask_pool(self) -> Iterator[None]:
-        """For each test, a DaskPool of its own on the kind's loop (30 ms to connect): what
-        one test leaves on a DaskPool cannot reach the next (see DASK_IMAP_LEFT_BUG)."""
+        """For each test, a DaskPool of its own on the kind's loop (30 ms to connect), closed
+        when the test ends: the close waits for the calls the test left in flight, which would
+        otherwise hold a worker of the shared cluster into the next test."""
         if self.base != "dask":
             yield
             return

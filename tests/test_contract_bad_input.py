@@ -18,7 +18,7 @@ import pytest
 import cpu_work
 import fault_work
 import offload
-from pool_kinds import DASK_RESULT_TIMEOUT_BUG, TIMEOUT, Kind, assert_clear
+from pool_kinds import TIMEOUT, Kind, assert_clear
 from pool_kinds import _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401 (fixtures)
 
 NOT_CALLABLE = [None, 42, "square", b"x", [cpu_work.square], fault_work.Hostile()]
@@ -110,11 +110,7 @@ def test_constructors_refuse_bad_arguments_naming_them(kind: Kind) -> None:
 
 
 @pytest.mark.parametrize("timeout, error", [("1", TypeError), (float("nan"), ValueError), (True, TypeError)])
-def test_future_result_refuses_a_timeout_that_is_not_a_number(
-    kind: Kind, timeout: Any, error: type, request: pytest.FixtureRequest
-) -> None:
-    if not kind.promises.checked_timeouts:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=DASK_RESULT_TIMEOUT_BUG))
+def test_future_result_refuses_a_timeout_that_is_not_a_number(kind: Kind, timeout: Any, error: type) -> None:
     fut = kind.pool.submit(cpu_work.square, 4)
     assert fut.result(TIMEOUT) == 16
     for method in (fut.result, fut.exception):

@@ -22,8 +22,7 @@ import cpu_work
 import fault_work
 import offload
 from fault_work import BASE_EXCEPTIONS, Hostile, HostileCallable, HostileError
-from pool_kinds import DASK_BASE_EXCEPTIONS_BUG, TIMEOUT, Blocker, Kind, close_pool, counters_add_up
-from pool_kinds import skip_dask_base_exceptions
+from pool_kinds import TIMEOUT, Blocker, Kind, close_pool, counters_add_up
 from pool_kinds import _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401 (fixtures)
 
 ROUTES = ["run", "submit", "await-submit", "map", "imap"]
@@ -103,6 +102,22 @@ def test_result_with_a_timeout_raises_timeout_error_and_leaves_the_call_alone(
     assert fut.result(TIMEOUT) == "released"
 
 
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300], ids=["inf", "huge"])
+def test_result_with_a_timeout_beyond_any_clock_waits_without_limit(
+    kind: Kind, blocker: Blocker, timeout: float
+) -> None:
+    # concurrent.futures raises OverflowError for a wait longer than the clock can count.
+    [fut] = blocker.hold(kind.pool, 1)
+    outcome: List[Any] = []
+    waiter = threading.Thread(target=lambda: outcome.extend([fut.exception(timeout), fut.result(timeout)]))
+    waiter.start()
+    waiter.join(0.05)
+    assert waiter.is_alive()  # waiting, not refused
+    blocker.release()
+    waiter.join(TIMEOUT)
+    assert outcome == [None, "released"]
+
+
 def test_a_done_callback_runs_once_with_the_future_and_at_once_when_done(kind: Kind) -> None:
     seen: List[Any] = []
     called = threading.Event()
@@ -155,12 +170,10 @@ def test_a_cause_chained_by_the_call_is_kept(kind: Kind) -> None:
 @pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
 @pytest.mark.parametrize("route", ["submit", "run", "map", "imap"])
 def test_a_base_exception_reaches_the_caller_and_the_worker_goes_on(
-    kind: Kind, name: str, route: str, request: pytest.FixtureRequest
+    kind: Kind, name: str, route: str
 ) -> None:
-    if not kind.promises.base_exceptions and name in ("SystemExit", "KeyboardInterrupt"):
-        if route != "submit":  # each case costs a Dask worker: one route shows it
-            pytest.skip(f"shown through submit: {DASK_BASE_EXCEPTIONS_BUG}")
-        request.applymarker(pytest.mark.xfail(strict=True, reason=DASK_BASE_EXCEPTIONS_BUG))
+    # Dask takes SystemExit and KeyboardInterrupt for its worker dying: DaskPool carries them
+    # back as any exception, and no worker dies (the cluster allows no failure: pool_kinds).
     error = raised_by(kind, route, fault_work.raise_base, name)
     assert type(error) is BASE_EXCEPTIONS[name], repr(error)
     assert str(error) == f"{name} from the call"
@@ -328,7 +341,6 @@ def test_submit_returns_the_future_its_kind_documents(kind: Kind) -> None:
 
 @pytest.mark.parametrize("name", list(BASE_EXCEPTIONS))
 def test_base_exception_from_submit_reaches_result_and_exception(kind: Kind, new_pool: Any, name: str) -> None:
-    skip_dask_base_exceptions(kind, name)
     exc_type = BASE_EXCEPTIONS[name]
     pool = new_pool(1)
     fut = pool.submit(fault_work.raise_base, name)
@@ -346,7 +358,6 @@ def test_base_exception_from_submit_reaches_result_and_exception(kind: Kind, new
 def test_base_exception_reaches_a_coroutine_awaiting_submit_or_run(
     kind: Kind, new_pool: Any, name: str, route: str
 ) -> None:
-    skip_dask_base_exceptions(kind, name)
     exc_type = BASE_EXCEPTIONS[name]
     pool = new_pool(1)
     start = getattr(pool, route)  # the future of submit or the call of run: both awaitable

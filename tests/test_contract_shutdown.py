@@ -20,7 +20,7 @@ import pytest
 import cpu_work
 import offload
 from conftest import run_python
-from pool_kinds import DASK_SUBMIT_THEN_SHUTDOWN_BUG, TIMEOUT, Blocker, Kind, close_pool
+from pool_kinds import TIMEOUT, Blocker, Kind, close_pool
 from pool_kinds import _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401 (fixtures)
 
 SHUT_DOWN = "shut down"
@@ -28,11 +28,8 @@ SHUT_DOWN = "shut down"
 
 @pytest.mark.parametrize("cancel_pending", [False, True], ids=["queued-run", "cancel_pending"])
 def test_shutdown_lets_queued_calls_run_unless_cancel_pending(
-    kind: Kind, new_pool: Any, blocker: Blocker, tmp_path: Path, cancel_pending: bool,
-    request: pytest.FixtureRequest,
+    kind: Kind, new_pool: Any, blocker: Blocker, tmp_path: Path, cancel_pending: bool
 ) -> None:
-    if not kind.promises.submit_before_shutdown_kept:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=DASK_SUBMIT_THEN_SHUTDOWN_BUG))
     pool = new_pool(1)
     log = tmp_path / "log"
     running = blocker.hold(pool, kind.workers(pool))

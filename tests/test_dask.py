@@ -22,7 +22,9 @@ restart them.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
+import functools
 import gc
 import multiprocessing
 import os
@@ -285,6 +287,57 @@ def test_map_raises_a_failure_with_its_traceback_and_cancels_the_rest(
     run(main)
 
 
+@pytest.mark.parametrize("how", ["SystemExit", "KeyboardInterrupt"])
+def test_system_exit_and_keyboard_interrupt_come_back_and_no_worker_dies(
+    cluster: Any, observer: Any, how: str
+) -> None:
+    # A Dask worker takes both for its own end: the call would run on every worker in turn,
+    # each process dying, until KilledWorker.
+    workers = observer.run(os.getpid)  # {address: pid}
+
+    async def main() -> None:
+        async with offload.DaskPool(cluster.scheduler_address) as pool:
+            run_call, map_call = pool.run(dask_work.leave, how), pool.map(dask_work.leave, [how])
+            for call in (run_call, map_call, pool.submit(dask_work.leave, how)):
+                with pytest.raises(BaseException) as raised:
+                    await call
+                assert type(raised.value) is getattr(builtins, how)
+                assert str(raised.value) == f"{how} from leave"
+                cause = raised.value.__cause__
+                assert isinstance(cause, offload.RemoteTraceback)
+                assert "dask_work.py" in cause.text and "in leave" in cause.text
+                assert cause.text.splitlines()[-1] == f"{how}: {how} from leave"
+            assert await pool.run(dask_work.square, 3) == 9
+            s = pool.stats()
+            assert (s.submitted, s.failed, s.completed) == (4, 3, 1), s
+
+    run(main)
+    assert observer.run(os.getpid) == workers
+
+
+def test_the_call_sent_to_a_worker_needs_no_offload_there(tmp_path: Path) -> None:
+    # What DaskPool sends for a call, loaded and run where offload cannot be imported.
+    import cloudpickle
+
+    from offload._dask import _run_on_worker
+
+    calls = {name: functools.partial(_run_on_worker, fn) for name, fn in [("pow", pow), ("exit", sys.exit)]}
+    path = tmp_path / "calls.pickle"
+    path.write_bytes(cloudpickle.dumps(calls))
+    code = (
+        "import pickle, sys\n"
+        "sys.modules['offload'] = None  # import offload raises ImportError\n"
+        f"calls = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+        "print(calls['pow'](2, 5))\n"
+        "try:\n"
+        "    calls['exit']('bye')\n"
+        "except Exception as error:  # not SystemExit: Dask would end the worker\n"
+        "    print(type(error).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+    assert (done.returncode, done.stdout.split()) == (0, ["32", "RuntimeError"]), done.stderr
+
+
 def test_a_result_that_cannot_be_brought_back_counts_as_failed(cluster: Any) -> None:
     async def main() -> None:
         async with offload.DaskPool(cluster.scheduler_address) as pool:
@@ -417,6 +470,33 @@ def test_with_pure_true_cancelling_one_caller_leaves_the_others_their_call(
     run(main)
 
 
+def test_a_call_cancelled_while_its_result_is_fetched_leaves_the_others_fetched_with_it(
+    cluster: Any, blockers: Callable[[str], Blocker]
+) -> None:
+    # Dask's client fetches the results of calls that finish together in one request, which
+    # the first of them awaited: cancelling that call cancelled the request, and every call
+    # fetched with it (made later on the same pool, say) raised CancelledError, its result on
+    # the cluster. Two identical calls of a pure=True pool share a key and wake together, so
+    # they are fetched in one request, which a result that takes as long to send as the test
+    # wants holds open. Three rounds: each cancels a different request.
+    async def main() -> None:
+        async with offload.DaskPool(cluster.scheduler_address, pure=True) as pool:
+            for value in range(3):
+                sending = blockers(f"send-{value}")
+                first, second = [pool.run(dask_work.send_slowly, value, *sending.args()) for _ in range(2)]
+                await wait_until(lambda: sending.pids(), "the result being sent")
+                first.cancel()
+                sending.release()
+                assert await second == value
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+            assert await pool.run(dask_work.square, 3) == 9
+            s = pool.stats()  # a call dropped once its Dask task finished counts as completed
+            assert (s.submitted, s.completed, s.cancelled, s.queued) == (7, 7, 0, 0), s
+
+    run(main)
+
+
 async def _new_keys(observer: Any, prefix: str, known: Set[str]) -> Set[str]:
     return set(await states(observer, prefix)) - known
 
@@ -506,6 +586,59 @@ def test_a_pool_belongs_to_its_loop_and_submit_works_from_other_loops_and_thread
         pool_loop.call_soon_threadsafe(pool_loop.stop)
         thread.join(TIMEOUT)
         pool_loop.close()
+
+
+class HandOffHeld(asyncio.SelectorEventLoop):
+    """A loop that holds call_soon_threadsafe from the thread named "held" until ``go`` is set
+    (``held`` is set once it waits): a thread whose call submit() accepted is held just before
+    it hands the call to the loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.Event()
+        self.go = threading.Event()
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
+        if threading.current_thread().name == "held":
+            self.held.set()
+            assert self.go.wait(TIMEOUT)
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+
+@pytest.mark.parametrize("cancel_pending", [False, True], ids=["runs", "cancel_pending"])
+def test_a_call_submit_accepted_outlives_a_shutdown_that_overtakes_its_hand_off(
+    cluster: Any, cancel_pending: bool
+) -> None:
+    # submit() from another thread decides at once, and the call reaches the pool's loop
+    # later: a shutdown that starts closing first waits for it, and runs it (or cancels it).
+    loop = HandOffHeld()
+    thread = threading.Thread(target=loop.run_forever, name="pool-loop")
+    thread.start()
+    pool = offload.DaskPool(cluster.scheduler_address)
+    try:
+        asyncio.run_coroutine_threadsafe(pool.start(), loop).result(TIMEOUT)
+        submitted: List[Any] = []
+        submitter = threading.Thread(target=lambda: submitted.append(pool.submit(dask_work.square, 7)), name="held")
+        submitter.start()
+        assert loop.held.wait(TIMEOUT)  # accepted, not handed yet
+        closing = threading.Thread(target=pool.shutdown, kwargs={"cancel_pending": cancel_pending})
+        closing.start()
+        closing.join(0.5)
+        assert closing.is_alive()  # the close waits for the call submit() accepted
+        loop.go.set()
+        submitter.join(TIMEOUT)
+        closing.join(TIMEOUT)
+        assert not closing.is_alive() and pool.client.status == "closed"
+        [future] = submitted
+        if cancel_pending:
+            assert future.cancelled() and pool.stats().submitted == 0  # never sent
+        else:
+            assert future.result(0) == 49
+    finally:
+        loop.go.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(TIMEOUT)
+        loop.close()
 
 
 def test_submit_refuses_a_pool_whose_loop_is_not_running(cluster: Any) -> None:

@@ -4,9 +4,13 @@ When one machine is not enough, the same ``await pool.run(fn, x)`` runs on a Das
 A :class:`DaskPool` drives a ``distributed.Client`` in asynchronous mode on the caller's event
 loop, so awaiting a call never blocks the loop, and maps the Pool surface onto it:
 
-* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future;
-* ``map`` is one ``client.map`` and one ``client.gather``; the failure with the lowest index
-  is raised;
+* ``run`` is one ``client.submit`` and a loop task that awaits the Dask future's result,
+  fetched in a task of its own (``_fetched``: cancelling one call must not cancel the
+  request Dask shares between calls that finish together); every call
+  runs on its worker inside ``_run_on_worker``, which brings SystemExit and
+  KeyboardInterrupt back as any exception, and keeps the key Dask would give it;
+* ``map`` is one ``client.map`` and one ``client.gather`` (fetched likewise); the failure
+  with the lowest index is raised;
 * ``imap`` is :class:`Pool`'s own windowed iteration, over ``run``;
 * ``submit`` returns a :class:`DaskFuture`: a :class:`concurrent.futures.Future` that is also
   awaitable, so threads and other loops can use it too.
@@ -21,7 +25,9 @@ ended, even while the caller keeps the exception (whose traceback reaches the fu
 
 The client, the loop tasks and the counters belong to the pool's loop: every method but
 ``submit``, ``shutdown`` and ``stats`` runs on that loop's thread, and ``submit`` from
-anywhere else hands the call to it (``call_soon_threadsafe``), while that loop runs.
+anywhere else hands the call to it (``call_soon_threadsafe``), while that loop runs. Such a
+``submit`` decides at once whether the call is accepted, against any ``shutdown`` (both take
+``_intake``); the loop runs what it accepted, and a close waits for those calls too.
 
 ``distributed`` is an optional dependency (``pip install offload[dask]``), imported when a
 DaskPool is constructed. Its objects are typed ``Any`` here, so that offload type-checks
@@ -35,7 +41,9 @@ import collections.abc
 import concurrent.futures
 import functools
 import importlib
+import threading
 import traceback
+import uuid
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -59,7 +67,7 @@ from typing import (
 
 from ._call import AwaitedAsCoroutine, Call
 from ._call import start_call as _start_call
-from ._checks import check_callable, check_window
+from ._checks import check_callable, check_timeout, check_window
 from ._cpu import _describe
 from ._errors import RemoteTraceback, SendError
 from ._imap import default_window, windowed
@@ -111,17 +119,41 @@ def _retrieve_exception(task: "asyncio.Future[Any]") -> None:
         task.exception()
 
 
+async def _fetched(result: Any) -> Any:
+    """Awaits ``result`` (a Dask future, or a gather) in a task of its own, which cancelling
+    the caller does not reach.
+
+    Dask's client fetches the results of futures that finish together in one request: a task
+    that the first of them awaits, and the others join. Awaited directly, cancelling that
+    first call cancelled the request, and every call fetched with it raised CancelledError,
+    its result on the cluster. A cancelled call leaves its fetch to end on its own instead:
+    at once if it had not begun (the call releases its future, which ends the wait), else once
+    the request is done, its result dropped."""
+    fetch = asyncio.ensure_future(result)
+    fetch.add_done_callback(_retrieve_exception)  # if the caller left, nobody else looks
+    return await asyncio.shield(fetch)
+
+
 async def _attach_remote_traceback(error: BaseException, future: Any) -> None:
     """Puts the worker-side traceback of an exception a Dask task raised, as text, in
     ``__cause__`` (a :class:`RemoteTraceback`), as ProcessPool does, when Dask brought one
     back. The text has the whole chain as the worker saw it, so it replaces a cause the
-    worker chained (``raise X from Y``): that cause is in the text."""
-    if future.status != "error" or isinstance(error.__cause__, RemoteTraceback):
-        return  # not the task's exception, or already done (pure=True callers share it)
+    worker chained (``raise X from Y``): that cause is in the text.
+
+    ``error`` is what awaiting the Dask future raised: the task's exception or, for a
+    StopIteration (which a coroutine cannot raise), the RuntimeError whose cause it is; the
+    text goes to the task's exception. A carried exception has its text already."""
+    if future.status != "error" or _is_carrier(error):
+        return
+    raised: BaseException = await future.exception()
+    if raised is not error and error.__cause__ is not raised:
+        return  # not the task's exception
+    if isinstance(raised.__cause__, RemoteTraceback):
+        return  # already done: pure=True callers share it
     remote = await future.traceback()
     if remote is not None:
-        text = "".join(traceback.format_exception(type(error), error, remote))
-        error.__cause__ = RemoteTraceback(text)
+        text = "".join(traceback.format_exception(type(raised), raised, remote))
+        raised.__cause__ = RemoteTraceback(text)
 
 
 def _raise_send_error(error: TypeError, fn: Any, labelled: List[Tuple[str, Any]]) -> NoReturn:
@@ -143,6 +175,63 @@ def _raise_send_error(error: TypeError, fn: Any, labelled: List[Tuple[str, Any]]
                 f"for a Dask worker: {why}"
             ) from error
     raise error
+
+
+# -- the worker's side of a call ------------------------------------------------------------
+
+# A Dask worker takes a SystemExit or KeyboardInterrupt raised by a task for its own end: the
+# worker process dies, the scheduler runs the call again elsewhere, and the call ends as
+# KilledWorker. So the worker side of every call (_run_on_worker) turns them into a
+# RuntimeError whose arguments are (CARRIED, the exception, its traceback on the worker as
+# text), which Dask brings back as any error, and the caller's side (_uncarried) raises the
+# exception itself, as ProcessPool does. Every other exception, BaseException subclasses
+# included, Dask brings back as it is.
+CARRIED = "offload.DaskPool: a SystemExit or KeyboardInterrupt raised by the call"
+
+
+def _worker_side() -> Callable[..., Any]:
+    """Makes the function that runs each call on its Dask worker. Defined inside a function so
+    that cloudpickle sends it by value, as it sends a nested function: a worker imports only
+    the standard library for it, and needs no offload."""
+
+    def run_on_worker(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (SystemExit, KeyboardInterrupt) as error:
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            raise RuntimeError(CARRIED, error, text) from None
+
+    return run_on_worker
+
+
+_run_on_worker = _worker_side()
+
+
+def _is_carrier(error: BaseException) -> bool:
+    """Whether ``error`` is what _run_on_worker raised to carry an exception back. Its
+    arguments are compared only once known to be strings: a call's own arguments may be
+    objects whose ``__eq__`` raises."""
+    args = error.args
+    return (
+        type(error) is RuntimeError
+        and len(args) == 3
+        and type(args[0]) is str
+        and args[0] == CARRIED
+        and isinstance(args[1], BaseException)
+        and type(args[2]) is str
+    )
+
+
+def _uncarried(error: BaseException) -> BaseException:
+    """The exception the call raised, from the one its loop task ended with: a SystemExit or
+    KeyboardInterrupt carried back, with its worker-side traceback in ``__cause__`` (a
+    :class:`RemoteTraceback`), or ``error`` itself. Unwrapped only when it reaches the
+    call's future: a loop task must not raise either, which would stop the loop."""
+    if not _is_carrier(error):
+        return error
+    _, carried, text = error.args
+    carried.__cause__ = RemoteTraceback(text)
+    return cast(BaseException, carried)
 
 
 class _Call:
@@ -176,7 +265,7 @@ def _follow(call: "Call[T]", task: "asyncio.Future[T]") -> None:
             return
         error = task.exception()
         if error is not None:
-            call.set_exception(error)
+            call.set_exception(_uncarried(error))
         else:
             call.set_result(task.result())
 
@@ -196,7 +285,8 @@ class DaskFuture(AwaitedAsCoroutine, concurrent.futures.Future[T]):
     thread: there the loop drives the Dask client, so waiting could never end, and they raise
     :class:`RuntimeError` unless the future is done or ``timeout`` is 0 or less (which waits
     for nothing: :class:`concurrent.futures.TimeoutError` if not done, as any future);
-    ``await`` it there instead. ``cancel()`` cancels the call — a task that has not started
+    ``await`` it there instead. ``timeout`` is checked as every offload timeout is: ``None``
+    or a number, not a bool, not NaN (:class:`TypeError` or :class:`ValueError` naming it). ``cancel()`` cancels the call — a task that has not started
     does not run; a running one runs to its end on its worker and its result is dropped — and
     returns ``True`` unless the future is done. Cancelling a task that awaits the future
     cancels it too. ``running()`` is always false: a Dask client is not told when a task
@@ -246,31 +336,40 @@ class DaskFuture(AwaitedAsCoroutine, concurrent.futures.Future[T]):
         if self._task is not None:
             self._task.cancel()
 
-    def _refuse_blocking_on_loop(self, what: str, timeout: Optional[float]) -> None:
-        waits = timeout is None or timeout > 0
+    def _wait_limit(self, what: str, timeout: Optional[float]) -> Optional[float]:
+        """``timeout`` checked as every offload timeout is, as concurrent.futures takes it: a
+        wait longer than the clock can count (which it refuses with OverflowError) is a wait
+        without limit, as for :class:`offload.Future`. Refuses a wait on the pool's loop
+        thread before the future is done."""
+        seconds = check_timeout(timeout)
+        if seconds is not None and seconds > threading.TIMEOUT_MAX:
+            seconds = None
+        waits = seconds is None or seconds > 0
         if waits and not self.done() and _running_loop() is self._loop:
             raise RuntimeError(
                 f"offload: DaskFuture.{what}() would block the event loop that drives the "
                 "Dask client, so the call could never finish: await the future instead"
             )
+        return seconds
 
     def result(self, timeout: Optional[float] = None) -> T:
-        """The call's return value; raises its exception. Waits up to ``timeout`` seconds.
+        """The call's return value; raises its exception. Waits up to ``timeout`` seconds
+        (``None``: no limit).
 
         Raises:
             concurrent.futures.TimeoutError: the call did not finish in time.
             concurrent.futures.CancelledError: the call was cancelled.
             RuntimeError: called on the pool's loop thread, with a timeout that would wait,
                 before the future is done.
+            TypeError: ``timeout`` is not a number or None (a bool included).
+            ValueError: ``timeout`` is NaN.
         """
-        self._refuse_blocking_on_loop("result", timeout)
-        return super().result(timeout)
+        return super().result(self._wait_limit("result", timeout))
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
         """The call's exception, or ``None`` if it returned. Waits up to ``timeout`` seconds;
         raises as :meth:`result` does, but not the call's exception."""
-        self._refuse_blocking_on_loop("exception", timeout)
-        return super().exception(timeout)
+        return super().exception(self._wait_limit("exception", timeout))
 
     def cancel(self) -> bool:
         """Cancels the call on the cluster unless it is done; returns whether the future is
@@ -318,7 +417,9 @@ class DaskPool:
       four per worker thread of the cluster) and reads its input only as results are consumed.
     * An exception raised by a call comes back with its type and message, and the worker-side
       traceback as text in ``__cause__`` (a :class:`RemoteTraceback`, whose text also shows
-      a cause the worker chained) when Dask brings one. A worker that dies during a call does
+      a cause the worker chained) when Dask brings one. That includes ``SystemExit`` and
+      ``KeyboardInterrupt``, which the pool catches on the worker (Dask would take them for
+      the worker's end) and raises again in the caller. A worker that dies during a call does
       not fail it at once: Dask runs it again on another worker, and raises
       ``distributed.KilledWorker`` once the call has been on more dying workers than the
       scheduler's ``distributed.scheduler.allowed-failures`` (3 by default).
@@ -326,7 +427,8 @@ class DaskPool:
       the scheduler forgets a key no future holds any more: a task that has not started does
       not run; a running one cannot be interrupted and runs to its end on its worker, its
       result dropped. Every call ends that way: a result or an error is not kept on the
-      cluster once its call ended.
+      cluster once its call ended. No other call is touched, not even one whose result Dask
+      fetches in the same request.
 
     Where it differs:
 
@@ -373,6 +475,8 @@ class DaskPool:
         if not isinstance(pure, bool):
             raise TypeError(f"offload: pure must be a bool, got {type(pure).__name__}")
         self._distributed = distributed
+        self._tokenize: Callable[..., str] = importlib.import_module("dask.base").tokenize
+        self._funcname: Callable[[Any], str] = importlib.import_module("dask.utils").funcname
         self._pure = pure
         self._options: Dict[str, Any] = options
         self._target: Any = None  # what a client of the pool's own connects to (None: a LocalCluster)
@@ -399,7 +503,15 @@ class DaskPool:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._starting: "Optional[asyncio.Future[None]]" = None
         self._ready = False  # the client is connected
+        # What submit() from another thread decides against a shutdown from any thread. The
+        # lock guards _closing, _cancel_pending and _handed, and is held for nothing else.
+        self._intake = threading.Lock()
         self._closing = False  # shutdown began: no more calls
+        self._cancel_pending = False  # a shutdown asked to cancel the calls in flight
+        # Calls submit() accepted from another thread that have not reached the loop yet; only
+        # the loop takes them in, and none is added once closing: the close waits for them.
+        self._handed = 0
+        self._all_handed: "Optional[asyncio.Future[None]]" = None  # set by the last one
         self._closed = False  # what the pool owns is closed
         self._closing_task: "Optional[asyncio.Future[None]]" = None  # the last close begun
         self._calls: "Set[asyncio.Future[Any]]" = set()  # loop tasks of the calls in flight
@@ -573,12 +685,24 @@ class DaskPool:
         for future in futures:
             future.release()
 
+    def _keys(self, fn: Callable[..., Any], calls: List[Tuple[Any, ...]]) -> List[str]:
+        """The Dask keys of calls of ``fn`` with each of ``calls`` as arguments, as Dask names
+        them: the function's name, then with ``pure`` a hash of the function and the arguments
+        (identical calls share a key), else a unique id. Given to Dask, which would otherwise
+        name every call after _run_on_worker."""
+        name = self._funcname(fn)
+        if self._pure:
+            return [f"{name}-{self._tokenize(fn, *args)}" for args in calls]
+        return [f"{name}-{uuid.uuid4()}" for _ in calls]
+
     def _submit(self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any], call: _Call) -> Any:
         # The keyword arguments are bound first: client.submit reads its own (key, workers,
-        # priority...) from the keywords it gets.
+        # priority...) from the keywords it gets. The arguments stay Dask's to read: a Dask
+        # future among them is a dependency.
         bound = functools.partial(fn, **kwargs) if kwargs else fn
         try:
-            future = self._client.submit(bound, *args, pure=self._pure)
+            [key] = self._keys(bound, [args])
+            future = self._client.submit(functools.partial(_run_on_worker, bound), *args, key=key)
         except TypeError as error:
             labelled = [(f"argument {index}", arg) for index, arg in enumerate(args)]
             labelled += [(f"keyword argument {key!r}", value) for key, value in kwargs.items()]
@@ -588,7 +712,7 @@ class DaskPool:
 
     async def _result(self, future: Any, call: _Call) -> Any:
         try:
-            return await future
+            return await _fetched(future)
         except Exception as error:
             call.raised = True
             await _attach_remote_traceback(error, future)
@@ -619,8 +743,12 @@ class DaskPool:
             _refuse_shut_down()
         return _start_call("offload.DaskPool.run", self._start_run, fn, args, kwargs)
 
-    def _start_run(self, call: "Call[Any]", fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> None:
-        loop = self._loop_accepting_calls()
+    def _start_run(
+        self, call: "Call[Any]", fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any], accepted: bool = False
+    ) -> None:
+        """Starts a run on the running loop. ``accepted``: a call submit() accepted, which runs
+        although a shutdown may have begun since (the loop is then the pool's)."""
+        loop = asyncio.get_running_loop() if accepted else self._loop_accepting_calls()
         record = _Call()
         if self._ready:
             body = self._result(self._submit(fn, args, kwargs, record), record)
@@ -634,7 +762,10 @@ class DaskPool:
         On the pool's loop it is :meth:`run` behind a thread-safe future. From another thread
         or loop the call is handed to the pool's loop, which must have started the pool and
         be running — and keep running until the call ends: a call handed to a loop that
-        stopped meanwhile waits for it to run again.
+        stopped meanwhile waits for it to run again. Whether the call is accepted is decided
+        here, at once: a call this returned a future for runs even if a shutdown begins
+        before it reaches the loop (which the close then waits for), unless that shutdown
+        cancels the calls in flight (``cancel_pending``), and then its future is cancelled.
 
         Raises:
             TypeError: ``fn`` is not callable.
@@ -671,24 +802,43 @@ class DaskPool:
                 "run_until_complete)"
             )
         future = DaskFuture(loop)
+        with self._intake:  # accepted, or refused, against any shutdown: one decision
+            if self._closing:
+                _refuse_shut_down()
+            self._handed += 1
         try:
             loop.call_soon_threadsafe(self._submit_on_loop, future, fn, args, kwargs)
-        except RuntimeError:  # closed meanwhile
+        except RuntimeError:  # closed meanwhile, and with it any close that waited
+            with self._intake:
+                self._handed -= 1
             raise closed from None
         return future
 
     def _submit_on_loop(self, future: DaskFuture[Any], fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any]) -> None:
-        if future.cancelled():
-            return
+        """On the pool's loop: runs a call submit() accepted from another thread, unless its
+        future was cancelled meanwhile or a shutdown since cancels the calls in flight."""
         try:
-            task = self.run(fn, *args, **kwargs)
-        except BaseException as error:  # shut down meanwhile, or the call cannot be sent
+            if future.cancelled():
+                return
+            if self._cancel_pending:
+                future.cancel()
+                return
             try:
-                future.set_exception(error)
-            except concurrent.futures.InvalidStateError:
-                pass
-            return
-        future._attach(task)
+                task = _start_call("offload.DaskPool.submit", self._start_run, fn, args, kwargs, True)
+            except BaseException as error:  # the call cannot be sent
+                try:
+                    future.set_exception(error)
+                except concurrent.futures.InvalidStateError:
+                    pass
+                return
+            future._attach(task)
+        finally:
+            with self._intake:
+                self._handed -= 1
+                last = self._handed == 0
+            waiter = self._all_handed
+            if last and waiter is not None and not waiter.done():  # a close waits for it
+                waiter.set_result(None)
 
     def map(self, fn: Callable[[T], R], iterable: Iterable[T], /) -> "Call[List[R]]":
         """Runs ``fn(item)`` for every item on the cluster; await the list of results.
@@ -720,12 +870,15 @@ class DaskPool:
             return []
         await self._ensure_started()
         try:
-            futures = self._client.map(fn, items, pure=self._pure)
+            keys = self._keys(fn, [(item,) for item in items])
+            # pure=False also spares Dask hashing the whole map (items it cannot hash included).
+            on_worker = functools.partial(_run_on_worker, fn)
+            futures = self._client.map(on_worker, items, key=keys, pure=self._pure)
         except TypeError as error:
             _raise_send_error(error, fn, [(f"item {index}", item) for index, item in enumerate(items)])
         self._sent(call, futures)
         try:
-            results = await self._client.gather(futures, asynchronous=True)
+            results = await _fetched(self._client.gather(futures, asynchronous=True))
         except Exception:
             call.raised = True
             # gather raises the error of any failed future: raise the lowest-indexed one.
@@ -815,16 +968,24 @@ class DaskPool:
                 ``shutdown()``).
         """
         if self._closed or self._loop is None:  # never started: nothing of its own is open
-            self._closing = self._closed = True
+            self._stop_intake(cancel_pending)
+            self._closed = True
             return
         self._loop_for_call(USE_SHUTDOWN)
         await asyncio.shield(self._begin_close(cancel_pending))
+
+    def _stop_intake(self, cancel_pending: bool) -> None:
+        """No call is accepted from now on; with ``cancel_pending``, the calls submit()
+        accepted that have not reached the loop yet will be cancelled there."""
+        with self._intake:
+            self._closing = True
+            self._cancel_pending = self._cancel_pending or cancel_pending
 
     def _begin_close(self, cancel_pending: bool) -> "asyncio.Future[None]":
         """On the pool's loop: stops intake and starts closing, unless a close is under way;
         returns the close's task. A close that failed or was cancelled (its loop shut down
         first, say) left the pool not closed: this one tries again."""
-        self._closing = True
+        self._stop_intake(cancel_pending)
         if cancel_pending:
             for task in list(self._calls):
                 task.cancel()
@@ -834,10 +995,13 @@ class DaskPool:
         return closing
 
     async def _close(self) -> None:
-        """Waits for the start and the calls in flight, then closes what the pool owns; marks
-        the pool closed only if all of that succeeded."""
+        """Waits for the start, the calls submit() accepted and the calls in flight, then closes
+        what the pool owns; marks the pool closed only if all of that succeeded."""
         if self._starting is not None:  # let a start finish, to close what it opened
             await asyncio.wait([self._starting])
+        while self._handed:  # none is added once closing, and only this loop takes them in
+            self._all_handed = asyncio.get_running_loop().create_future()
+            await self._all_handed
         while self._calls:
             await asyncio.wait(list(self._calls))
         try:
@@ -850,7 +1014,9 @@ class DaskPool:
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stops accepting calls and closes the client and the cluster the pool created, once
-        the calls in flight are done (with ``cancel_pending``, they are cancelled first).
+        the calls in flight are done (with ``cancel_pending``, they are cancelled first). The
+        calls in flight include those :meth:`submit` accepted from another thread before the
+        shutdown, even if they had not reached the pool's loop yet.
 
         From another thread than the pool's loop, ``wait=True`` returns once all is closed.
         On the loop's own thread it cannot wait — the loop drives the client — and raises
@@ -867,7 +1033,8 @@ class DaskPool:
         """
         loop = self._loop
         if self._closed or loop is None or loop.is_closed():
-            self._closing = self._closed = True
+            self._stop_intake(cancel_pending)
+            self._closed = True
             return
         if _running_loop() is loop:
             if wait:
@@ -883,7 +1050,7 @@ class DaskPool:
                 "offload: this DaskPool's event loop is not running, so its Dask client "
                 "cannot be closed: call `await pool.aclose()` on that loop"
             )
-        self._closing = True
+        self._stop_intake(cancel_pending)
         closing = asyncio.run_coroutine_threadsafe(self.aclose(cancel_pending=cancel_pending), loop)
         if wait:
             closing.result()
