@@ -289,11 +289,15 @@ class Kind:
 
     def scheduler_forgot(self, pool: Any, function: str) -> None:
         """Returns once a DaskPool's scheduler has taken in every message its client sent so far
-        and holds no task of `function`: a call it released can then never start. At once for
-        the other kinds, whose queue a cancelled call leaves at once.
+        and holds no task of `function`, and no worker holds one that could still start: a call
+        it released can then never start. At once for the other kinds, whose queue a cancelled
+        call leaves at once.
 
         A client's messages reach the scheduler in order: a task submitted now (and released)
-        is known to the scheduler only after everything sent before it."""
+        is known to the scheduler only after everything sent before it. The scheduler forgets
+        a released task at once; a worker it had sent the task to (to wait there for a free
+        thread) only once the scheduler's message reaches it, and until then would start it
+        as soon as its thread is free."""
         if not isinstance(pool, offload.DaskPool):
             return
         prefix = f"{function}-"
@@ -302,12 +306,15 @@ class Kind:
             flush = pool.client.submit(cpu_work.identity, None, key=f"flush-{uuid.uuid4()}", pure=False)
             try:
                 deadline = time.monotonic() + TIMEOUT
-                while True:  # the scheduler offers nothing to wait on
+                while True:  # neither the scheduler nor a worker offers anything to wait on
                     states = await pool.client.run_on_scheduler(_task_states)
                     held = [key for key in states if key.startswith(prefix)]
                     if flush.key in states and not held:
-                        return
-                    assert time.monotonic() < deadline, f"the scheduler still holds {held}"
+                        startable = await pool.client.run(_startable_tasks)  # {worker: keys}
+                        held = [key for keys in startable.values() for key in keys if key.startswith(prefix)]
+                        if not held:
+                            return
+                    assert time.monotonic() < deadline, f"the cluster still holds {held}"
                     await asyncio.sleep(0.01)
             finally:
                 flush.release()
@@ -345,6 +352,12 @@ class Kind:
 def _task_states(dask_scheduler: Any) -> Dict[str, str]:
     """Run on a Dask scheduler: every task it holds, and its state."""
     return {str(key): task.state for key, task in dask_scheduler.tasks.items()}
+
+
+def _startable_tasks(dask_worker: Any) -> List[str]:
+    """Run on a Dask worker: the tasks it holds that have not started, and could."""
+    startable = ("waiting", "ready", "constrained")
+    return [str(key) for key, task in dask_worker.state.tasks.items() if task.state in startable]
 
 
 class Blocker:
