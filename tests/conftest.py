@@ -200,6 +200,18 @@ def native_thread_name() -> str:
         return f.read().strip()
 
 
+def threads_named(prefix: str) -> int:
+    """How many threads of this process have a kernel name starting with `prefix`."""
+    count = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                count += f.read().startswith(prefix)
+        except FileNotFoundError:  # the thread exited meanwhile
+            pass
+    return count
+
+
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
 

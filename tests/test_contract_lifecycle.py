@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-import sys
 import time
 import weakref
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 
 import cpu_work
-from conftest import run_python
+from conftest import run_python, threads_named
 from pool_kinds import TIMEOUT, Blocker, Kind
 from pool_kinds import _dask_pool_per_test, blocker, kind, new_pool  # noqa: F401 (fixtures)
 
@@ -31,18 +29,6 @@ DASK_BELONGS_TO_ITS_LOOP = (
     "(dask.md, 'Loops', 'Shutting down': use async with or aclose); nothing is promised for one "
     "dropped, for its loop closing or for interpreter exit"
 )
-
-
-def threads_named(prefix: str) -> int:
-    """How many threads of this process have a kernel name starting with `prefix`."""
-    count = 0
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                count += f.read().startswith(prefix)
-        except FileNotFoundError:  # the thread exited meanwhile
-            pass
-    return count
 
 
 def test_a_pool_dropped_without_shutdown_is_collected_and_its_workers_end(kind: Kind) -> None:

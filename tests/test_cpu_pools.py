@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, List, Optional
 import pytest
 
 import cpu_work
+from conftest import threads_named
 from cpu_work import pid_exists
 import offload
 
@@ -408,18 +409,6 @@ def test_system_exit_in_a_worker_is_an_exception_of_the_call(solo: Any) -> None:
 
 
 # --- shutdown ------------------------------------------------------------------------------
-
-
-def threads_named(prefix: str) -> int:
-    """How many threads of this process have a kernel name starting with `prefix`."""
-    count = 0
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                count += f.read().startswith(prefix)
-        except FileNotFoundError:  # the thread exited meanwhile
-            pass
-    return count
 
 
 def test_shutdown_joins_the_worker_threads(kind: str, signals: Signals) -> None:

@@ -273,6 +273,23 @@ def blocking_operation(op: str, ready: bool, timeout: Any) -> Any:
     return offload.select_blocking(ch.recv_op(), timeout=timeout)
 
 
+def used_or_refused(attempt: Callable[[], Any], kind: str, ready: bool, what: str) -> Any:
+    """Runs an operation given a drawn timeout of `kind`: a ready operation returns, one not
+    ready times out, and an invalid timeout is refused with an error naming it. Returns what a
+    successful attempt returned, else None."""
+    try:
+        result = attempt()
+    except TimeoutError:
+        assert not ready and kind != "invalid"
+    except (TypeError, ValueError) as e:
+        assert kind != "valid", f"a valid timeout was refused: {e!r}"
+        assert_clear(e, "timeout")
+    else:
+        assert ready and kind != "invalid", f"{what} did not refuse it"
+        return result
+    return None
+
+
 @FUZZ
 @given(
     timeout=ANY_VALUE,
@@ -285,15 +302,7 @@ def test_blocking_channel_timeouts_of_any_value_are_used_or_rejected_clearly(
     kind = timeout_kind(timeout)
     if not ready:  # a timeout that is accepted is waited out: keep those short
         assume(short_or_refused(timeout))
-    try:
-        blocking_operation(op, ready, timeout)
-    except TimeoutError:
-        assert not ready and kind != "invalid"
-    except (TypeError, ValueError) as e:
-        assert kind != "valid", f"a valid timeout was refused: {e!r}"
-        assert_clear(e, "timeout")
-    else:
-        assert ready and kind != "invalid", f"{op}(timeout={timeout!r}) did not refuse it"
+    used_or_refused(lambda: blocking_operation(op, ready, timeout), kind, ready, f"{op}(timeout={timeout!r})")
 
 
 async def select_with(ready: bool, timeout: Any) -> offload.Selected:
@@ -310,15 +319,8 @@ def test_async_select_timeouts_of_any_value_are_used_or_rejected_clearly(timeout
     assume(kind != "huge")  # test_async_select_timeout_beyond_a_float_is_rejected_clearly
     if not ready:
         assume(short_or_refused(timeout))
-    try:
-        selected = asyncio.run(select_with(ready, timeout))
-    except TimeoutError:
-        assert not ready and kind != "invalid"
-    except (TypeError, ValueError) as e:
-        assert kind != "valid", f"a valid timeout was refused: {e!r}"
-        assert_clear(e, "timeout")
-    else:
-        assert ready and kind != "invalid" and selected.value == "x"
+    selected = used_or_refused(lambda: asyncio.run(select_with(ready, timeout)), kind, ready, f"select(timeout={timeout!r})")
+    assert selected is None or selected.value == "x"
 
 
 @pytest.mark.parametrize("ready", [True, False], ids=["ready", "would-wait"])
