@@ -16,9 +16,10 @@ namespace offload::py {
 
 namespace {
 
-// The gate between worker interpreters running Python and a pause (interpreters.h). Python
-// never runs under mu_: it only guards the counts, and a worker or a pause holds the gate
-// itself as state (running_, paused_), never the mutex. Nobody waits on mu_ with a GIL held.
+// The gate between worker interpreters running Python and a pause (interpreters.h). mu_ is a
+// leaf lock: it only guards the counts, for a few instructions; no Python runs and no GIL is
+// taken under it. A worker or a pause holds the gate as state (running_, paused_), not as the
+// mutex, and waits for the gate (enter, pause_by) only with no GIL held.
 class InterpreterGate {
  public:
   // A worker interpreter is about to run Python: waits while a pause is under way or asked
