@@ -23,6 +23,7 @@ silently.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import concurrent.futures as cf
 import logging
 import os
@@ -141,6 +142,30 @@ def counters_add_up(pool: Any) -> offload.PoolStats:
     assert (s.queued, s.busy) == (0, 0), s
     assert s.submitted == s.completed + s.failed + s.cancelled, s
     return s  # type: ignore[no-any-return]
+
+
+def _dask_reads_arguments() -> bool:
+    """Whether the installed Dask reads a call's arguments as a task graph: before Dask's task
+    spec (dask._task_spec, Dask 2024.12; Python 3.9 gets 2024.8 at most), a tuple whose first
+    item is callable is run as a task, and arguments are hashed as candidate keys."""
+    try:
+        import dask._task_spec  # noqa: F401
+    except ImportError:
+        return importlib.util.find_spec("dask") is not None
+    return False
+
+
+OLD_DASK_ARGUMENTS = (
+    "Dask < 2024.12 reads a call's arguments as a task graph (a tuple whose first item is "
+    "callable runs as a task; arguments are hashed): DaskPool passes such arguments untouched "
+    "from Dask 2024.12 on (docs/guides/dask.md, 'What can be sent')"
+)
+
+
+def skip_if_dask_reads_arguments(kind: "Kind") -> None:
+    """For tests whose arguments or items are such tuples, or objects that refuse hashing."""
+    if kind.name == "dask" and _dask_reads_arguments():
+        pytest.skip(OLD_DASK_ARGUMENTS)
 
 
 # -- what each kind promises, where the kinds differ --------------------------------------
