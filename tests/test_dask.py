@@ -24,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import concurrent.futures
-import functools
 import gc
 import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -315,22 +315,39 @@ def test_system_exit_and_keyboard_interrupt_come_back_and_no_worker_dies(
     assert observer.run(os.getpid) == workers
 
 
-def test_the_call_sent_to_a_worker_needs_no_offload_there(tmp_path: Path) -> None:
-    # What DaskPool sends for a call, loaded and run where offload cannot be imported.
-    import cloudpickle
+def test_a_dask_future_among_the_arguments_is_its_value_on_the_worker(cluster: Any) -> None:
+    # Dask reads a call's arguments (and a map's items) for futures: its dependencies.
+    async def main() -> None:
+        async with offload.DaskPool(cluster.scheduler_address) as pool:
+            [data] = await pool.client.scatter([[1, 2, 3]])
+            assert await pool.run(len, data) == 3
+            assert await pool.submit(sum, data) == 6
+            assert await pool.map(len, [data, [4]]) == [3, 1]
+            assert [n async for n in pool.imap(len, [data])] == [3]
+            data.release()
 
-    from offload._dask import _run_on_worker
+    run(main)
 
-    calls = {name: functools.partial(_run_on_worker, fn) for name, fn in [("pow", pow), ("exit", sys.exit)]}
+
+def test_the_call_sent_to_a_worker_pickles_plainly_and_needs_no_offload_there(tmp_path: Path) -> None:
+    # What DaskPool sends for a call, pickled with plain pickle (as Dask tries first: a
+    # function pickled by value would cost a cloudpickle fall-back on every call), then loaded
+    # and run where offload cannot be imported.
+    from offload._dask import _ON_WORKER, _worker_call
+
+    calls = {"pow": (_ON_WORKER, _worker_call(pow, (2, 5))),
+             "exit": (_ON_WORKER, _worker_call(sys.exit, ("bye",)))}
     path = tmp_path / "calls.pickle"
-    path.write_bytes(cloudpickle.dumps(calls))
+    path.write_bytes(pickle.dumps(calls))
     code = (
         "import pickle, sys\n"
         "sys.modules['offload'] = None  # import offload raises ImportError\n"
         f"calls = pickle.loads(open({str(path)!r}, 'rb').read())\n"
-        "print(calls['pow'](2, 5))\n"
+        "run, namespace = calls['pow']\n"
+        "print(run(namespace))\n"
+        "run, namespace = calls['exit']\n"
         "try:\n"
-        "    calls['exit']('bye')\n"
+        "    run(namespace)\n"
         "except Exception as error:  # not SystemExit: Dask would end the worker\n"
         "    print(type(error).__name__)\n"
     )

@@ -189,12 +189,12 @@ def _raise_send_error(error: TypeError, fn: Any, labelled: List[Tuple[str, Any]]
 CARRIED = "offload.DaskPool: a SystemExit or KeyboardInterrupt raised by the call"
 
 
-def _worker_side() -> Callable[..., Any]:
+def _worker_side() -> Callable[[Callable[..., Any], Tuple[Any, ...]], Any]:
     """Makes the function that runs each call on its Dask worker. Defined inside a function so
-    that cloudpickle sends it by value, as it sends a nested function: a worker imports only
-    the standard library for it, and needs no offload."""
+    that cloudpickle pickles it by value, as it pickles a nested function: a worker imports
+    only the standard library for it, and needs no offload."""
 
-    def run_on_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    def run_on_worker(fn: Callable[..., Any], args: Tuple[Any, ...]) -> Any:
         try:
             return fn(*args)
         except (SystemExit, KeyboardInterrupt) as error:
@@ -205,6 +205,24 @@ def _worker_side() -> Callable[..., Any]:
 
 
 _run_on_worker = _worker_side()
+
+# What Dask runs for a call: _ON_WORKER(_worker_call(fn, args)), an eval that loads
+# _run_on_worker from the bytes cloudpickle made of it once (cloudpickle comes with Dask) and
+# calls it. Every piece of it pickles with plain pickle: a function pickled by value would
+# make Dask fall back to cloudpickle for each call, on the client and again on the scheduler,
+# which cost the loop's thread about 150 us a call (benchmarks/test_bench_dask.py). The
+# arguments stay where Dask reads them: a Dask future among them is a dependency.
+_ON_WORKER = functools.partial(eval, "__import__('pickle').loads(run_on_worker)(fn, args)")
+
+
+@functools.lru_cache(maxsize=None)
+def _run_on_worker_pickled() -> bytes:
+    return cast(bytes, importlib.import_module("cloudpickle").dumps(_run_on_worker))
+
+
+def _worker_call(fn: Callable[..., Any], args: Tuple[Any, ...]) -> Dict[str, Any]:
+    """The namespace _ON_WORKER evaluates a call of ``fn(*args)`` in."""
+    return {"run_on_worker": _run_on_worker_pickled(), "fn": fn, "args": args}
 
 
 def _is_carrier(error: BaseException) -> bool:
@@ -689,7 +707,7 @@ class DaskPool:
         """The Dask keys of calls of ``fn`` with each of ``calls`` as arguments, as Dask names
         them: the function's name, then with ``pure`` a hash of the function and the arguments
         (identical calls share a key), else a unique id. Given to Dask, which would otherwise
-        name every call after _run_on_worker."""
+        name every call after ``eval``."""
         name = self._funcname(fn)
         if self._pure:
             return [f"{name}-{self._tokenize(fn, *args)}" for args in calls]
@@ -697,12 +715,12 @@ class DaskPool:
 
     def _submit(self, fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any], call: _Call) -> Any:
         # The keyword arguments are bound first: client.submit reads its own (key, workers,
-        # priority...) from the keywords it gets. The arguments stay Dask's to read: a Dask
-        # future among them is a dependency.
+        # priority...) from the keywords it gets. The arguments stay Dask's to read (it looks
+        # into the namespace _worker_call makes): a Dask future among them is a dependency.
         bound = functools.partial(fn, **kwargs) if kwargs else fn
         try:
             [key] = self._keys(bound, [args])
-            future = self._client.submit(functools.partial(_run_on_worker, bound), *args, key=key)
+            future = self._client.submit(_ON_WORKER, _worker_call(bound, args), key=key)
         except TypeError as error:
             labelled = [(f"argument {index}", arg) for index, arg in enumerate(args)]
             labelled += [(f"keyword argument {key!r}", value) for key, value in kwargs.items()]
@@ -872,8 +890,8 @@ class DaskPool:
         try:
             keys = self._keys(fn, [(item,) for item in items])
             # pure=False also spares Dask hashing the whole map (items it cannot hash included).
-            on_worker = functools.partial(_run_on_worker, fn)
-            futures = self._client.map(on_worker, items, key=keys, pure=self._pure)
+            calls = [_worker_call(fn, (item,)) for item in items]
+            futures = self._client.map(_ON_WORKER, calls, key=keys, pure=self._pure)
         except TypeError as error:
             _raise_send_error(error, fn, [(f"item {index}", item) for index, item in enumerate(items)])
         self._sent(call, futures)
