@@ -191,8 +191,8 @@ CARRIED = "offload.DaskPool: a SystemExit or KeyboardInterrupt raised by the cal
 
 def _worker_side() -> Callable[[Callable[..., Any], Tuple[Any, ...]], Any]:
     """Makes the function that runs each call on its Dask worker. Defined inside a function so
-    that cloudpickle pickles it by value, as it pickles a nested function: a worker imports
-    only the standard library for it, and needs no offload."""
+    that cloudpickle pickles it by value, as it pickles a nested function: a worker loads it
+    with cloudpickle and the standard library, and needs no offload."""
 
     def run_on_worker(fn: Callable[..., Any], args: Tuple[Any, ...]) -> Any:
         try:
@@ -304,9 +304,10 @@ class DaskFuture(AwaitedAsCoroutine, concurrent.futures.Future[T]):
     :class:`RuntimeError` unless the future is done or ``timeout`` is 0 or less (which waits
     for nothing: :class:`concurrent.futures.TimeoutError` if not done, as any future);
     ``await`` it there instead. ``timeout`` is checked as every offload timeout is: ``None``
-    or a number, not a bool, not NaN (:class:`TypeError` or :class:`ValueError` naming it). ``cancel()`` cancels the call — a task that has not started
-    does not run; a running one runs to its end on its worker and its result is dropped — and
-    returns ``True`` unless the future is done. Cancelling a task that awaits the future
+    or a number, not a bool, not NaN (:class:`TypeError` or :class:`ValueError` naming it).
+    ``cancel()`` cancels the call — a task that has not started does not run; a running one
+    runs to its end on its worker and its result is dropped — and returns ``True`` unless
+    the future is done. Cancelling a task that awaits the future
     cancels it too. ``running()`` is always false: a Dask client is not told when a task
     starts.
 
@@ -762,7 +763,12 @@ class DaskPool:
         return _start_call("offload.DaskPool.run", self._start_run, fn, args, kwargs)
 
     def _start_run(
-        self, call: "Call[Any]", fn: Callable[..., Any], args: Any, kwargs: Dict[str, Any], accepted: bool = False
+        self,
+        call: "Call[Any]",
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: Dict[str, Any],
+        accepted: bool = False,
     ) -> None:
         """Starts a run on the running loop. ``accepted``: a call submit() accepted, which runs
         although a shutdown may have begun since (the loop is then the pool's)."""
@@ -889,8 +895,8 @@ class DaskPool:
         await self._ensure_started()
         try:
             keys = self._keys(fn, [(item,) for item in items])
-            # pure=False also spares Dask hashing the whole map (items it cannot hash included).
             calls = [_worker_call(fn, (item,)) for item in items]
+            # pure=False also spares Dask hashing the whole map (items it cannot hash included).
             futures = self._client.map(_ON_WORKER, calls, key=keys, pure=self._pure)
         except TypeError as error:
             _raise_send_error(error, fn, [(f"item {index}", item) for index, item in enumerate(items)])
