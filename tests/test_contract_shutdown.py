@@ -179,9 +179,13 @@ def test_stats_count_the_calls_shutdown_cancelled(kind: Kind, new_pool: Any, blo
     close_pool(pool)
     assert all(f.cancelled() for f in queued)
     s = pool.stats()
+    assert (s.submitted, s.failed) == (len(running) + len(queued), 0)
     if kind.promises.running_cancel_refused:  # "Running calls always finish"
-        ended = (len(running), len(queued))
-    else:  # DaskPool: aclose(cancel_pending=True) "cancels the calls in flight"
-        ended = (0, len(running) + len(queued))
-    assert (s.submitted, s.completed, s.cancelled, s.failed) == (len(running) + len(queued), *ended, 0)
+        assert (s.completed, s.cancelled) == (len(running), len(queued))
+    else:
+        # DaskPool: aclose(cancel_pending=True) "cancels the calls in flight", on the pool's
+        # loop, after shutdown(wait=False) returned here: a running call released meanwhile may
+        # end first. Either way it is counted once; the queued ones are cancelled.
+        assert s.completed + s.cancelled == len(running) + len(queued)
+        assert s.completed <= len(running)
     assert (s.queued, s.busy) == (0, 0)
