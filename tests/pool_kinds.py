@@ -353,11 +353,34 @@ class Kind:
         scheduler_forgot first: a worker runs one call at a time, and a cancelled call the
         scheduler still holds could take a worker before the probe calls."""
         root.mkdir(exist_ok=True)
+        if isinstance(pool, offload.DaskPool):
+            self._settle_dask(pool, root)
+            return
         count = self.workers(pool)
         paths = [str(root / f"meet-{time.monotonic_ns()}-{i}") for i in range(count)]
         futures = [pool.submit(cpu_work.meet, path, paths, TIMEOUT) for path in paths]
         for future in futures:
             future.result(TIMEOUT)
+
+    def _settle_dask(self, pool: Any, root: Path) -> None:
+        """settle() on Dask: one probe call pinned to each worker (through the pool's client).
+        Left to the scheduler, both could go to the worker that finished first, the other
+        still looking busy, and wait there for each other until TIMEOUT."""
+
+        async def meet_on_every_worker() -> None:
+            workers = await pool.client.run_on_scheduler(_worker_addresses)
+            paths = [str(root / f"meet-{time.monotonic_ns()}-{i}") for i in range(len(workers))]
+            futures = [
+                pool.client.submit(cpu_work.meet, path, paths, TIMEOUT, workers=[worker], pure=False)
+                for worker, path in zip(workers, paths)
+            ]
+            try:
+                await pool.client.gather(futures)
+            finally:
+                for future in futures:
+                    future.release()
+
+        self.on_loop(meet_on_every_worker)
 
     def fresh_dask_pool(self) -> Iterator[None]:
         """For each test, a DaskPool of its own on the kind's loop (30 ms to connect), closed
@@ -377,6 +400,11 @@ class Kind:
 def _task_states(dask_scheduler: Any) -> Dict[str, str]:
     """Run on a Dask scheduler: every task it holds, and its state."""
     return {str(key): task.state for key, task in dask_scheduler.tasks.items()}
+
+
+def _worker_addresses(dask_scheduler: Any) -> List[str]:
+    """Run on a Dask scheduler: the addresses of its workers."""
+    return [str(address) for address in dask_scheduler.workers]
 
 
 def _startable_tasks(dask_worker: Any) -> List[str]:
